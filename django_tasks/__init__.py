@@ -1,0 +1,78 @@
+"""Typed background tasks for Django: the `django.tasks` API, validated by pydantic."""
+
+from __future__ import annotations
+
+from django.utils.connection import ConnectionProxy
+
+from django_tasks import signals
+from django_tasks._handler import TaskBackendHandler
+from django_tasks.backends.base import BaseTaskBackend
+from django_tasks.exceptions import (
+    InvalidTask,
+    InvalidTaskBackend,
+    InvalidTaskBackendError,
+    InvalidTaskError,
+    ResultDoesNotExist,
+    TaskException,
+    TaskResultDoesNotExist,
+    TaskResultMismatch,
+)
+from django_tasks.results import (
+    ResultStatus,
+    TaskContext,
+    TaskError,
+    TaskResult,
+    TaskResultStatus,
+)
+from django_tasks.signals import task_enqueued, task_finished, task_started
+from django_tasks.tasks import (
+    DEFAULT_QUEUE_NAME,
+    DEFAULT_TASK_BACKEND_ALIAS,
+    DEFAULT_TASK_PRIORITY,
+    DEFAULT_TASK_QUEUE_NAME,
+    TASK_MAX_PRIORITY,
+    TASK_MIN_PRIORITY,
+    Task,
+    task,
+)
+
+__all__ = [
+    "DEFAULT_QUEUE_NAME",
+    "DEFAULT_TASK_BACKEND_ALIAS",
+    "DEFAULT_TASK_PRIORITY",
+    "DEFAULT_TASK_QUEUE_NAME",
+    "TASK_MAX_PRIORITY",
+    "TASK_MIN_PRIORITY",
+    "BaseTaskBackend",
+    "InvalidTask",
+    "InvalidTaskBackend",
+    "InvalidTaskBackendError",
+    "InvalidTaskError",
+    "ResultDoesNotExist",
+    "ResultStatus",
+    "Task",
+    "TaskContext",
+    "TaskError",
+    "TaskException",
+    "TaskResult",
+    "TaskResultDoesNotExist",
+    "TaskResultMismatch",
+    "TaskResultStatus",
+    "default_task_backend",
+    "signals",
+    "task",
+    "task_backends",
+    "task_enqueued",
+    "task_finished",
+    "task_started",
+    "tasks",
+]
+
+task_backends = TaskBackendHandler()
+"""The backends of the `TASKS` setting, by alias."""
+
+default_task_backend: BaseTaskBackend = ConnectionProxy(task_backends, DEFAULT_TASK_BACKEND_ALIAS)  # type: ignore[assignment]
+"""The backend under the `default` alias."""
+
+tasks = task_backends
+"""The name the original django-tasks backport used for `task_backends`."""

@@ -1,0 +1,99 @@
+"""Run one attempt of a task from its stored payload: the path every backend shares.
+
+Decode the JSON arguments into their declared types, call the function, validate the
+return value against its annotation and encode it, then decode it again, so what the
+caller reads back is exactly what a worker in another process would have stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from asgiref.sync import async_to_sync
+from django.utils import timezone
+
+from django_tasks import _serialization, results, signals
+
+if TYPE_CHECKING:
+    from django_tasks.backends.base import BaseTaskBackend
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt ended: the final result and, on success, the stored return JSON."""
+
+    result: results.TaskResult[Any]
+    return_data: bytes | str | None
+
+
+def _call(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    if inspect.iscoroutinefunction(func):
+        return async_to_sync(func)(*args, **kwargs)
+    return func(*args, **kwargs)
+
+
+def start(
+    backend: BaseTaskBackend, result: results.TaskResult[T], worker_id: str
+) -> results.TaskResult[T]:
+    """Mark `result` as running for `worker_id` and send `task_started`."""
+    now = timezone.now()
+    running = result.evolve(
+        status=results.TaskResultStatus.RUNNING,
+        started_at=result.started_at or now,
+        last_attempted_at=now,
+        worker_ids=[*result.worker_ids, worker_id],
+    )
+    signals.task_started.send(type(backend), task_result=running)
+    return running
+
+
+def fail(
+    backend: BaseTaskBackend, result: results.TaskResult[T], error: BaseException
+) -> Outcome:
+    """Finish `result` as FAILED with `error` appended, and send `task_finished`."""
+    failed = result.evolve(
+        status=results.TaskResultStatus.FAILED,
+        finished_at=timezone.now(),
+        errors=[*result.errors, results.TaskError.from_exception(error)],
+    )
+    signals.task_finished.send(type(backend), task_result=failed)
+    return Outcome(failed, None)
+
+
+def execute(
+    backend: BaseTaskBackend, running: results.TaskResult[Any], data: bytes | str
+) -> Outcome:
+    """Run a started attempt from its stored arguments and return how it ended.
+
+    An `Exception` from decoding, from the task or from its return value fails the
+    result. `KeyboardInterrupt` and `SystemExit` fail it too, then propagate, so
+    the process can stop as asked.
+    """
+    task = running.task
+    signature = task.signature
+    serializer = backend.serializer
+    try:
+        args, kwargs = _serialization.loads_call(signature, data, serializer)
+        running = running.evolve(args=args, kwargs=kwargs)
+        if task.takes_context:
+            args = [results.TaskContext(task_result=running), *args]
+        value = _call(task.func, args, kwargs)
+        return_data = _serialization.dumps_result(signature, value, serializer)
+        returned = _serialization.loads_result(signature, return_data, serializer)
+    except Exception as error:
+        return fail(backend, running, error)
+    except (KeyboardInterrupt, SystemExit) as error:
+        fail(backend, running, error)
+        raise
+    succeeded = running.evolve(
+        status=results.TaskResultStatus.SUCCESSFUL,
+        finished_at=timezone.now(),
+        _return_value=returned,
+    )
+    signals.task_finished.send(type(backend), task_result=succeeded)
+    return Outcome(succeeded, return_data)

@@ -1,0 +1,116 @@
+"""The one JSON boundary: every backend encodes and decodes task data here.
+
+Arguments are validated by the task's signature (`_signatures`) into JSON-compatible
+values, and a backend's serializer turns those into JSON text. Nothing else in the
+library calls a serializer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django_tasks import _signatures, exceptions, serializers
+
+
+def _encode(serializer: serializers.Serializer, value: Any) -> bytes | str:
+    return serializer.dumps(value)
+
+
+def _find_unencodable(
+    serializer: serializers.Serializer, payload: Mapping[str, Any]
+) -> tuple[str, Exception] | None:
+    named: list[tuple[str, Any]] = [
+        (f"args[{index}]", value) for index, value in enumerate(payload["args"])
+    ]
+    named.extend(payload["kwargs"].items())
+    for name, value in named:
+        try:
+            _encode(serializer, value)
+        except (TypeError, ValueError) as error:
+            return name, error
+    return None
+
+
+def dumps_call(
+    task_path: str, bound: _signatures.BoundCall, serializer: serializers.Serializer
+) -> bytes | str:
+    """Encode a validated call as JSON, or raise `InvalidTask` if JSON would change it."""
+    payload = bound.payload
+    problem = _signatures.find_unstorable(payload) if bound.may_hold_nan else None
+    data: bytes | str = b""
+    if problem is None:
+        try:
+            data = _encode(serializer, payload)
+        except (TypeError, ValueError) as error:
+            found = _find_unencodable(serializer, payload)
+            where, cause = found if found else ("arguments", error)
+            problem = f"'{where}': {type(serializer).__name__} cannot encode it ({cause})"
+    if problem is None and _has_nul_escape(data):
+        problem = _signatures.find_unstorable(payload)
+    if problem is not None:
+        raise exceptions.InvalidTask(
+            f"Invalid arguments for task '{task_path}':\n  - {problem}; "
+            "send a value JSON can hold unchanged.",
+            task_path=task_path,
+            errors=[{"type": "json", "loc": (), "msg": problem, "input": None}],
+        )
+    return data
+
+
+def _has_nul_escape(data: bytes | str) -> bool:
+    # Both shipped serializers write U+0000 as the escape \u0000; the exact check runs
+    # only when the fast one hits, since a literal backslash can also produce it.
+    return (b"\\u0000" in data) if isinstance(data, bytes) else ("\\u0000" in data)
+
+
+def loads_call(
+    signature: _signatures.TaskSignature,
+    data: bytes | str,
+    serializer: serializers.Serializer,
+) -> tuple[list[Any], dict[str, Any]]:
+    """Decode stored JSON into the typed arguments the task function receives."""
+    try:
+        payload = serializer.loads(data)
+    except (TypeError, ValueError) as error:
+        raise exceptions.InvalidTask(
+            f"The stored arguments of task '{signature.task_path}' are not valid JSON: {error}",
+            task_path=signature.task_path,
+        ) from None
+    return signature.load_call(payload)
+
+
+def dumps_result(
+    signature: _signatures.TaskSignature, value: Any, serializer: serializers.Serializer
+) -> bytes | str:
+    """Validate a return value against the annotation and encode it as JSON."""
+    jsonable = signature.dump_result(value)
+    problem = _signatures.find_unstorable(jsonable)
+    if problem is None:
+        try:
+            return _encode(serializer, jsonable)
+        except (TypeError, ValueError) as error:
+            problem = f"{type(serializer).__name__} cannot encode it ({error})"
+    raise exceptions.InvalidTask(
+        f"Task '{signature.task_path}' returned a value JSON cannot hold unchanged: {problem}",
+        task_path=signature.task_path,
+    )
+
+
+def loads_result(
+    signature: _signatures.TaskSignature,
+    data: bytes | str | None,
+    serializer: serializers.Serializer,
+) -> Any:
+    """Decode a stored return value into the task's declared return type."""
+    return None if data is None else signature.load_result(serializer.loads(data))
+
+
+def dumps_json(value: Any, serializer: serializers.Serializer) -> bytes | str:
+    """Encode plain JSON-compatible data, such as a stored error list."""
+    return _encode(serializer, value)
+
+
+def loads_json(data: bytes | str, serializer: serializers.Serializer) -> Any:
+    """Decode plain JSON data."""
+    return serializer.loads(data)

@@ -1,0 +1,378 @@
+"""Turn a task function's signature into pydantic validators for its arguments and result.
+
+Each task function gets one `TaskSignature`, built when `@task` decorates it. The shape of
+the signature (parameter kinds, the context parameter) is checked at once; the pydantic
+models are built at once too, unless an annotation cannot be resolved yet (a
+`TYPE_CHECKING` import, a class defined later in the module), in which case they are
+built on first use. The `django_tasks` system check builds every registered task's
+models at startup, so such errors still surface before the first request.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Union
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
+
+from django_tasks import exceptions
+
+_CONFIG = ConfigDict(strict=True, allow_inf_nan=False, arbitrary_types_allowed=False)
+_POSITIONAL_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_INPUT_REPR_LIMIT = 60
+
+
+def _json_value(value: Any) -> Any:
+    """Accept only values JSON holds faithfully, as `django.tasks` does for untyped data."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        raise PydanticCustomError("json_finite", "NaN and infinities cannot be stored as JSON")
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise PydanticCustomError(
+                "json_keys",
+                "dict keys must be str to be stored as JSON; annotate the parameter "
+                "(for example dict[int, str]) to send other keys",
+            )
+        return {key: _json_value(item) for key, item in value.items()}
+    raise PydanticCustomError(
+        "json_type",
+        "{type_name} is not JSON-compatible; annotate the parameter with its type "
+        "so it can be validated and serialized",
+        {"type_name": type(value).__name__},
+    )
+
+
+JsonCompatible = Annotated[Any, PlainValidator(_json_value)]
+"""What an unannotated parameter or return, or a bare `Any`, accepts: plain JSON values."""
+
+
+def _replace_any(annotation: Any) -> Any:
+    """Return `annotation` with every bare `Any` replaced by `JsonCompatible`.
+
+    Without this, pydantic would accept any object for `Any` and turn what JSON cannot
+    hold into a string on the way out, which silently changes the value.
+    """
+    if annotation is Any:
+        return JsonCompatible
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is None or not args:
+        return annotation
+    if origin is Annotated:
+        return Annotated[(_replace_any(args[0]), *annotation.__metadata__)]
+    if origin is typing.Literal:
+        return annotation
+    replaced = tuple(_replace_any(arg) if arg is not Ellipsis else arg for arg in args)
+    if replaced == args:
+        return annotation
+    if origin in (Union, types.UnionType):
+        return Union[replaced]  # noqa: UP007 - rebuilding a union from a tuple of members
+    if origin is Callable or origin is typing.ClassVar:
+        return annotation
+    try:
+        return annotation.copy_with(replaced)
+    except AttributeError:
+        return origin[replaced if len(replaced) > 1 else replaced[0]]
+
+
+def _holds_models(annotation: Any) -> bool:
+    """Tell whether `annotation` can hold a pydantic model, whose own config may allow NaN."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_models(arg) for arg in typing.get_args(annotation))
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "arguments"
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _INPUT_REPR_LIMIT else text[: _INPUT_REPR_LIMIT - 3] + "..."
+
+
+def describe_errors(errors: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Return one readable line per pydantic error: where, what was expected, what came."""
+    lines = []
+    for error in errors:
+        where = _location(error["loc"])
+        if error["type"] == "missing":
+            lines.append(f"'{where}': missing required argument")
+            continue
+        value = error.get("input")
+        lines.append(f"'{where}': {error['msg']} (got {type(value).__name__}: {_short_repr(value)})")
+    return lines
+
+
+def find_unstorable(value: Any, where: str = "") -> str | None:
+    """Return where in a JSON-compatible `value` JSON storage would change it, if anywhere.
+
+    PostgreSQL's jsonb refuses the NUL character, and orjson writes NaN as null.
+    """
+    if isinstance(value, str):
+        return f"'{where}': the NUL character \\u0000 cannot be stored" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"'{where}': NaN and infinities cannot be stored"
+    if isinstance(value, list):
+        found = (find_unstorable(item, f"{where}[{index}]") for index, item in enumerate(value))
+        return next((problem for problem in found if problem), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = find_unstorable(key, where) or find_unstorable(item, f"{where}.{key}")
+            if problem:
+                return problem
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundCall:
+    """A call's arguments after validation: as the task receives them, and as JSON values."""
+
+    args: list[Any]
+    kwargs: dict[str, Any]
+    payload: dict[str, Any]
+    """`{"args": [...], "kwargs": {...}}` in JSON-compatible values, ready for a codec."""
+    may_hold_nan: bool
+
+
+class _Models:
+    """The pydantic models of one signature, built once all annotations resolve."""
+
+    __slots__ = ("aliases", "arguments", "may_hold_nan", "result")
+
+    def __init__(self, func: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
+        hints = typing.get_type_hints(func, include_extras=True)
+        fields: dict[str, Any] = {}
+        self.aliases: dict[str, str] = {}
+        for index, parameter in enumerate(parameters):
+            annotation = _replace_any(hints.get(parameter.name, Any))
+            if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+                annotation = tuple[annotation, ...]  # type: ignore[valid-type]
+            elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                annotation = dict[str, annotation]  # type: ignore[valid-type]
+            default = parameter.default
+            if default is inspect.Parameter.empty:
+                default = ...
+            field_name = f"p{index}"
+            self.aliases[field_name] = parameter.name
+            fields[field_name] = (annotation, Field(default, alias=parameter.name))
+        name = func.__qualname__.replace(".", "_")
+        self.arguments: type[BaseModel] = pydantic.create_model(
+            f"{name}_arguments", __config__=_CONFIG, **fields
+        )
+        returns = _replace_any(hints.get("return", Any))
+        self.result: type[BaseModel] = pydantic.create_model(
+            f"{name}_result", __config__=_CONFIG, value=(returns, ...)
+        )
+        for model in (self.arguments, self.result):
+            model.model_rebuild(raise_errors=True)
+        self.may_hold_nan = any(_holds_models(annotation) for annotation, _ in fields.values())
+
+
+class TaskSignature:
+    """The validated shape of a task function: how its calls bind, validate and encode."""
+
+    def __init__(self, func: Callable[..., Any], *, takes_context: bool, task_path: str) -> None:
+        self.func = func
+        self.task_path = task_path
+        parameters = list(inspect.signature(func).parameters.values())
+        if takes_context:
+            if not parameters or parameters[0].kind not in _POSITIONAL_KINDS:
+                raise exceptions.InvalidTask(
+                    f"Task '{task_path}' is declared with takes_context=True but has no "
+                    "positional first parameter to receive the context; add one, "
+                    "conventionally `context: TaskContext`.",
+                    task_path=task_path,
+                )
+            parameters = parameters[1:]
+        self.parameters = parameters
+        self.positional = [p.name for p in parameters if p.kind in _POSITIONAL_KINDS]
+        self.positional_only = {
+            p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_ONLY
+        }
+        self.keyword = {p.name for p in parameters if p.kind in _KEYWORD_KINDS}
+        self.var_positional = next(
+            (p.name for p in parameters if p.kind is inspect.Parameter.VAR_POSITIONAL), None
+        )
+        self.var_keyword = next(
+            (p.name for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD), None
+        )
+        self._models: _Models | None = None
+        try:
+            self.build()
+        except exceptions.InvalidTask as error:
+            if not isinstance(error.__cause__, (NameError, pydantic.PydanticUndefinedAnnotation)):
+                raise
+
+    def build(self) -> _Models:
+        """Build the pydantic models, or raise `InvalidTask` saying why they cannot be."""
+        if self._models is not None:
+            return self._models
+        try:
+            self._models = _Models(self.func, self.parameters)
+        except (NameError, pydantic.PydanticUndefinedAnnotation) as error:
+            raise exceptions.InvalidTask(
+                f"The annotations of task '{self.task_path}' cannot be resolved: {error}. "
+                "Make every type in the signature importable from the task's module.",
+                task_path=self.task_path,
+            ) from error
+        except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError) as error:
+            raise exceptions.InvalidTask(
+                f"The signature of task '{self.task_path}' uses a type pydantic cannot "
+                f"validate: {error.message}. Use a supported type, or annotate the type "
+                "with Annotated[..., PlainValidator(...), PlainSerializer(...)].",
+                task_path=self.task_path,
+            ) from error
+        return self._models
+
+    def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Map a call's arguments to parameter names, as Python would, or raise."""
+        names = self.positional
+        if len(args) > len(names) and self.var_positional is None:
+            self._reject(
+                f"takes {len(names)} positional argument{'s' * (len(names) != 1)} "
+                f"but {len(args)} were given"
+            )
+        data = dict(zip(names, args, strict=False))
+        if len(args) > len(names):
+            data[typing.cast(str, self.var_positional)] = tuple(args[len(names) :])
+        extra: dict[str, Any] = {}
+        for name, value in kwargs.items():
+            if name in self.keyword:
+                if name in data:
+                    self._reject(f"got multiple values for argument '{name}'")
+                data[name] = value
+            elif self.var_keyword is not None:
+                extra[name] = value
+            elif name in self.positional_only:
+                self._reject(f"got positional-only argument '{name}' passed as keyword")
+            else:
+                self._reject(f"got an unexpected keyword argument '{name}'")
+        if extra:
+            data[typing.cast(str, self.var_keyword)] = extra
+        return data
+
+    def _reject(self, problem: str) -> typing.NoReturn:
+        raise exceptions.InvalidTask(
+            f"Task '{self.task_path}' {problem}.",
+            task_path=self.task_path,
+            errors=[{"type": "arguments", "loc": (), "msg": problem, "input": None}],
+        )
+
+    def _split(self, values: dict[str, Any], positional_count: int) -> tuple[list[Any], dict[str, Any]]:
+        """Turn validated values back into positional and keyword arguments."""
+        passed_positionally = self.positional[:positional_count]
+        args = [values[name] for name in passed_positionally]
+        kwargs = {
+            name: value
+            for name, value in values.items()
+            if name not in passed_positionally
+            and name != self.var_positional
+            and name != self.var_keyword
+        }
+        if self.var_positional is not None and self.var_positional in values:
+            args.extend(values[self.var_positional])
+        if self.var_keyword is not None and self.var_keyword in values:
+            kwargs.update(values[self.var_keyword])
+        return args, kwargs
+
+    def _validate(self, data: dict[str, Any], *, strict: bool, what: str) -> BaseModel:
+        models = self.build()
+        try:
+            return models.arguments.model_validate(data, strict=strict)
+        except ValidationError as error:
+            details = error.errors(include_url=False)
+            lines = "\n".join(f"  - {line}" for line in describe_errors(details))
+            raise exceptions.InvalidTask(
+                f"Invalid {what} for task '{self.task_path}':\n{lines}",
+                task_path=self.task_path,
+                errors=details,
+            ) from None
+
+    def _typed_values(self, instance: BaseModel) -> dict[str, Any]:
+        aliases = self.build().aliases
+        return {aliases[field]: getattr(instance, field) for field in instance.model_fields_set}
+
+    def bind_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> BoundCall:
+        """Validate a call strictly, as at enqueue, and return its typed and JSON forms."""
+        instance = self._validate(self._bind(args, kwargs), strict=True, what="arguments")
+        models = self.build()
+        dumped = instance.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        json_args, json_kwargs = self._split(dumped, len(args))
+        typed_args, typed_kwargs = self._split(self._typed_values(instance), len(args))
+        return BoundCall(
+            args=typed_args,
+            kwargs=typed_kwargs,
+            payload={"args": json_args, "kwargs": json_kwargs},
+            may_hold_nan=models.may_hold_nan,
+        )
+
+    def load_call(self, payload: Any) -> tuple[list[Any], dict[str, Any]]:
+        """Validate a decoded payload leniently, as a worker does, into typed arguments."""
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("args"), list)
+            or not isinstance(payload.get("kwargs"), dict)
+        ):
+            raise exceptions.InvalidTask(
+                f"The stored arguments of task '{self.task_path}' are not an object with "
+                f"an 'args' list and a 'kwargs' object (got {_short_repr(payload)}).",
+                task_path=self.task_path,
+            )
+        args, kwargs = payload["args"], payload["kwargs"]
+        instance = self._validate(self._bind(args, kwargs), strict=False, what="stored arguments")
+        return self._split(self._typed_values(instance), len(args))
+
+    def dump_result(self, value: Any) -> Any:
+        """Validate a return value strictly against the annotation; return its JSON form."""
+        model = self.build().result
+        try:
+            instance = model.model_validate({"value": value}, strict=True)
+        except ValidationError as error:
+            details = error.errors(include_url=False)
+            problems = "; ".join(
+                line.removeprefix("'value.").removeprefix("'value'")
+                for line in describe_errors(details)
+            )
+            raise exceptions.InvalidTask(
+                f"Task '{self.task_path}' returned a value that does not match its return "
+                f"annotation: {problems.lstrip(': ')}",
+                task_path=self.task_path,
+                errors=details,
+            ) from None
+        return instance.model_dump(mode="json")["value"]
+
+    def load_result(self, value: Any) -> Any:
+        """Validate a decoded return value leniently into the declared return type."""
+        return self.build().result.model_validate({"value": value}, strict=False).value  # type: ignore[attr-defined]
+
+
+_cache: dict[tuple[Callable[..., Any], bool], TaskSignature] = {}
+
+
+def signature_of(func: Callable[..., Any], *, takes_context: bool, task_path: str) -> TaskSignature:
+    """Return the signature of a task function, building it on first request."""
+    key = (func, takes_context)
+    signature = _cache.get(key)
+    if signature is None:
+        signature = _cache[key] = TaskSignature(
+            func, takes_context=takes_context, task_path=task_path
+        )
+    return signature

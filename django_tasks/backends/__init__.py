@@ -1,0 +1,1 @@
+"""Task backends: where enqueued tasks are stored and how they are run."""

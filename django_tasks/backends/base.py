@@ -1,0 +1,200 @@
+"""The base class every task backend derives from."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import uuid
+from abc import ABCMeta, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core import checks
+from django.db import transaction
+from django.utils import timezone
+from pydantic import BaseModel, ConfigDict, Field, ImportString, ValidationError
+
+from django_tasks import _serialization, exceptions, results, serializers
+from django_tasks.tasks import (
+    DEFAULT_TASK_PRIORITY,
+    DEFAULT_TASK_QUEUE_NAME,
+    TASK_MAX_PRIORITY,
+    TASK_MIN_PRIORITY,
+    Task,
+)
+
+T = TypeVar("T")
+
+
+class BackendOptions(BaseModel):
+    """The `OPTIONS` every backend understands.
+
+    `SERIALIZER` is the dotted path of a class with `dumps` and `loads` (see
+    `django_tasks.serializers`); it is instantiated without arguments.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    serializer: ImportString[type[serializers.Serializer]] = Field(
+        default=serializers.OrjsonSerializer, alias="SERIALIZER"
+    )
+
+
+class BaseTaskBackend(metaclass=ABCMeta):
+    """Store and run tasks; subclasses say what they support with the `supports_*` flags."""
+
+    task_class: ClassVar[type[Task[Any, Any]]] = Task
+    options_class: ClassVar[type[BackendOptions]] = BackendOptions
+
+    supports_defer: ClassVar[bool] = False
+    """Whether tasks may be given a `run_after` time."""
+    supports_async_task: ClassVar[bool] = False
+    """Whether `async def` task functions may be enqueued."""
+    supports_get_result: ClassVar[bool] = False
+    """Whether results can be fetched by id from any thread or process."""
+    supports_priority: ClassVar[bool] = False
+    """Whether tasks run in priority order, so priorities other than 0 are meaningful."""
+
+    def __init__(self, alias: str, params: Mapping[str, Any]) -> None:
+        self.alias = alias
+        self.queues: frozenset[str] = frozenset(
+            params.get("QUEUES", [DEFAULT_TASK_QUEUE_NAME])
+        )
+        self.enqueue_on_commit = bool(params.get("ENQUEUE_ON_COMMIT", False))
+        self.options = self._parse_options(params.get("OPTIONS", {}))
+        self.serializer: serializers.Serializer = self.options.serializer()
+
+    def _parse_options(self, options: Mapping[str, Any]) -> Any:
+        try:
+            return self.options_class.model_validate(options)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'OPTIONS'}: {e['msg']}"
+                for e in error.errors(include_url=False)
+            )
+            raise exceptions.InvalidTaskBackend(
+                f"TASKS['{self.alias}']['OPTIONS'] is invalid: {problems}."
+            ) from None
+
+    def validate_task(self, task: Task[Any, Any]) -> None:
+        """Raise `InvalidTask` if this backend cannot run `task` as configured."""
+        if isinstance(task.priority, bool) or not isinstance(task.priority, int):
+            self._reject(task, f"priority must be an int, not {type(task.priority).__name__}")
+        if not TASK_MIN_PRIORITY <= task.priority <= TASK_MAX_PRIORITY:
+            self._reject(
+                task,
+                f"priority {task.priority} is outside {TASK_MIN_PRIORITY}.."
+                f"{TASK_MAX_PRIORITY}",
+            )
+        if not self.supports_priority and task.priority != DEFAULT_TASK_PRIORITY:
+            self._reject(task, f"backend '{self.alias}' does not support priorities")
+        if self.queues and task.queue_name not in self.queues:
+            queues = ", ".join(sorted(self.queues))
+            self._reject(
+                task,
+                f"queue '{task.queue_name}' is not in QUEUES of backend '{self.alias}' "
+                f"({queues}); add it there or pick one of those",
+            )
+        if not self.supports_async_task and inspect.iscoroutinefunction(task.func):
+            self._reject(task, f"backend '{self.alias}' does not run async functions")
+        self._validate_run_after(task)
+
+    def _validate_run_after(self, task: Task[Any, Any]) -> None:
+        run_after = task.run_after
+        if run_after is None:
+            return
+        if not self.supports_defer:
+            self._reject(task, f"backend '{self.alias}' does not support run_after")
+        if isinstance(run_after, datetime):
+            if settings.USE_TZ and timezone.is_naive(run_after):
+                self._reject(task, "run_after must be an aware datetime")
+        elif not isinstance(run_after, timedelta):
+            self._reject(task, "run_after must be a datetime or a timedelta")
+
+    def _reject(self, task: Task[Any, Any], problem: str) -> None:
+        raise exceptions.InvalidTask(
+            f"Task '{task.module_path}' is invalid: {problem}.", task_path=task.module_path
+        )
+
+    def new_result_id(self) -> str:
+        """Return a new, unique result id."""
+        return str(uuid.uuid4())
+
+    def prepare(
+        self, task: Task[Any, T], args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[results.TaskResult[T], bytes | str]:
+        """Validate a call and return its READY result and its JSON payload."""
+        self.validate_task(task)
+        if isinstance(task.run_after, timedelta):
+            task = dataclasses.replace(task, run_after=timezone.now() + task.run_after)
+        bound = task.signature.bind_call(args, kwargs)
+        data = _serialization.dumps_call(task.module_path, bound, self.serializer)
+        result = results.TaskResult(
+            task=task,
+            id=self.new_result_id(),
+            status=results.TaskResultStatus.READY,
+            enqueued_at=None,
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=bound.args,
+            kwargs=bound.kwargs,
+            backend=self.alias,
+        )
+        return result, data
+
+    def enqueue(
+        self, task: Task[Any, T], args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> results.TaskResult[T]:
+        """Validate a call of `task` and enqueue it.
+
+        With `enqueue_on_commit`, the call is validated now but stored when the current
+        transaction commits: the returned result is READY with `enqueued_at` None, and
+        its id only resolves with `get_result` after the commit. If the transaction rolls
+        back, the task is never enqueued.
+        """
+        result, data = self.prepare(task, args, kwargs)
+        if self._enqueues_on_commit(task):
+            transaction.on_commit(
+                functools.partial(self.enqueue_prepared, result, data),
+                using=self.transaction_alias(),
+            )
+            return result
+        return self.enqueue_prepared(result, data)
+
+    async def aenqueue(
+        self, task: Task[Any, T], args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> results.TaskResult[T]:
+        """Validate a call of `task` and enqueue it, from async code."""
+        return await sync_to_async(self.enqueue, thread_sensitive=True)(task, args, kwargs)
+
+    def _enqueues_on_commit(self, task: Task[Any, Any]) -> bool:
+        wanted = self.enqueue_on_commit if task.enqueue_on_commit is None else task.enqueue_on_commit
+        return wanted and transaction.get_connection(self.transaction_alias()).in_atomic_block
+
+    def transaction_alias(self) -> str | None:
+        """Return the database alias whose commit `enqueue_on_commit` waits for."""
+        return None
+
+    @abstractmethod
+    def enqueue_prepared(
+        self, result: results.TaskResult[T], data: bytes | str
+    ) -> results.TaskResult[T]:
+        """Store (or run) a validated call; send `task_enqueued`; return its result."""
+
+    def get_result(self, result_id: str) -> results.TaskResult[Any]:
+        """Return the result with `result_id`, or raise `TaskResultDoesNotExist`."""
+        raise NotImplementedError(f"Backend '{self.alias}' does not keep results.")
+
+    async def aget_result(self, result_id: str) -> results.TaskResult[Any]:
+        """Return the result with `result_id`, from async code."""
+        return await sync_to_async(self.get_result, thread_sensitive=True)(result_id)
+
+    def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
+        """Return system-check messages about this backend's configuration."""
+        return []
+

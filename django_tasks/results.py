@@ -1,0 +1,146 @@
+"""Task results: what a backend knows about one enqueued call of a task."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from django.db.models import TextChoices
+from django.utils.module_loading import import_string
+from django.utils.translation import pgettext_lazy
+
+if TYPE_CHECKING:
+    from django_tasks.tasks import Task
+
+T = TypeVar("T")
+
+
+class TaskResultStatus(TextChoices):
+    """Where a task result is in its life: READY, RUNNING, then FAILED or SUCCESSFUL."""
+
+    READY = ("READY", pgettext_lazy("Task", "Ready"))
+    """Enqueued, or waiting to be run again."""
+    RUNNING = ("RUNNING", pgettext_lazy("Task", "Running"))
+    FAILED = ("FAILED", pgettext_lazy("Task", "Failed"))
+    """The task raised, returned a value its annotation rejects, or could not start."""
+    SUCCESSFUL = ("SUCCESSFUL", pgettext_lazy("Task", "Successful"))
+
+    # The names used by the original django-tasks backport, set below: aliases of
+    # READY and SUCCESSFUL, not members of their own.
+    NEW: ClassVar[TaskResultStatus]
+    SUCCEEDED: ClassVar[TaskResultStatus]
+
+
+TaskResultStatus.NEW = TaskResultStatus.READY
+TaskResultStatus.SUCCEEDED = TaskResultStatus.SUCCESSFUL
+ResultStatus = TaskResultStatus
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TaskError:
+    """One failed attempt: the exception's class path and its formatted traceback."""
+
+    exception_class_path: str
+    traceback: str
+
+    @property
+    def exception_class(self) -> type[BaseException]:
+        """Import and return the exception class, or raise `ValueError` if it is not one."""
+        exception_class = import_string(self.exception_class_path)
+        if not isinstance(exception_class, type) or not issubclass(exception_class, BaseException):
+            raise ValueError(f"{self.exception_class_path!r} does not name an exception class.")
+        return exception_class
+
+    @classmethod
+    def from_exception(cls, error: BaseException) -> TaskError:
+        """Describe `error`, with the traceback it carries."""
+        import traceback
+
+        kind = type(error)
+        return cls(
+            exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
+            traceback="".join(traceback.format_exception(error)),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TaskResult(Generic[T]):
+    """A snapshot of one enqueued call of a task.
+
+    Results are frozen: `refresh()` returns a new, up-to-date result rather than changing
+    this one, so rebind it (`result = result.refresh()`).
+    """
+
+    task: Task[Any, T]
+    id: str
+    status: TaskResultStatus
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_attempted_at: datetime | None
+    args: list[Any]
+    """Positional arguments, as the task receives them (a `datetime` stays a `datetime`)."""
+    kwargs: dict[str, Any]
+    """Keyword arguments, as the task receives them."""
+    backend: str
+    errors: list[TaskError] = dataclasses.field(default_factory=list)
+    worker_ids: list[str] = dataclasses.field(default_factory=list)
+    _return_value: T | None = None
+
+    @property
+    def return_value(self) -> T:
+        """Return what the task returned, as its declared return type.
+
+        Raise `ValueError` if the task failed or has not finished yet: a task may
+        legitimately return None, so None cannot mean "no value".
+        """
+        if self.status == TaskResultStatus.SUCCESSFUL:
+            return self._return_value  # type: ignore[return-value]
+        if self.status == TaskResultStatus.FAILED:
+            raise ValueError(f"Task result {self.id} failed, so it has no return value.")
+        raise ValueError(f"Task result {self.id} has not finished yet (status {self.status}).")
+
+    @property
+    def is_finished(self) -> bool:
+        """Tell whether the task has failed or succeeded."""
+        return self.status in (TaskResultStatus.FAILED, TaskResultStatus.SUCCESSFUL)
+
+    @property
+    def attempts(self) -> int:
+        """Return how many times a worker started this task."""
+        return len(self.worker_ids)
+
+    @property
+    def exception_class(self) -> type[BaseException] | None:
+        """Return the exception class of the last error, or None if there is none."""
+        return self.errors[-1].exception_class if self.errors else None
+
+    @property
+    def traceback(self) -> str | None:
+        """Return the traceback of the last error, or None if there is none."""
+        return self.errors[-1].traceback if self.errors else None
+
+    def refresh(self) -> TaskResult[T]:
+        """Fetch this result again from its backend and return the fresh copy."""
+        return self.task.get_backend().get_result(self.id)
+
+    async def arefresh(self) -> TaskResult[T]:
+        """Fetch this result again from its backend and return the fresh copy."""
+        return await self.task.get_backend().aget_result(self.id)
+
+    def evolve(self, **changes: Any) -> TaskResult[T]:
+        """Return a copy with `changes` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TaskContext(Generic[T]):
+    """What a `takes_context=True` task receives first: its own running result."""
+
+    task_result: TaskResult[T]
+
+    @property
+    def attempt(self) -> int:
+        """Return which attempt this is, counting from 1."""
+        return self.task_result.attempts

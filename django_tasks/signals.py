@@ -1,0 +1,66 @@
+"""Signals sent as tasks move through their life; the sender is the backend class.
+
+Every signal passes `task_result`, the result as it stands at that moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.dispatch import Signal, receiver
+
+from django_tasks import results
+
+logger = logging.getLogger("django_tasks")
+
+task_enqueued = Signal()
+"""Sent once a task is enqueued (after commit, for `enqueue_on_commit`)."""
+task_started = Signal()
+"""Sent when a worker starts an attempt of a task."""
+task_finished = Signal()
+"""Sent when an attempt ends, whether the task failed or succeeded."""
+
+
+@receiver(setting_changed)
+def _reset_backends(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TASKS":
+        from django_tasks import task_backends
+
+        task_backends.reset()
+
+
+@receiver(task_enqueued)
+def _log_enqueued(sender: type, task_result: results.TaskResult[Any], **kwargs: Any) -> None:
+    logger.debug(
+        "task_enqueued id=%s task=%s backend=%s queue=%s",
+        task_result.id,
+        task_result.task.module_path,
+        task_result.backend,
+        task_result.task.queue_name,
+    )
+
+
+@receiver(task_started)
+def _log_started(sender: type, task_result: results.TaskResult[Any], **kwargs: Any) -> None:
+    logger.info(
+        "task_started id=%s task=%s attempt=%d",
+        task_result.id,
+        task_result.task.module_path,
+        task_result.attempts,
+    )
+
+
+@receiver(task_finished)
+def _log_finished(sender: type, task_result: results.TaskResult[Any], **kwargs: Any) -> None:
+    failed = task_result.status == results.TaskResultStatus.FAILED
+    logger.log(
+        logging.ERROR if failed else logging.INFO,
+        "task_finished id=%s task=%s status=%s attempt=%d%s",
+        task_result.id,
+        task_result.task.module_path,
+        task_result.status,
+        task_result.attempts,
+        f" error={task_result.errors[-1].exception_class_path}" if failed and task_result.errors else "",
+    )

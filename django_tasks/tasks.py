@@ -1,0 +1,242 @@
+"""The `Task` value and the `@task` decorator."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
+
+from asgiref.sync import async_to_sync, sync_to_async
+from typing_extensions import Concatenate, TypeIs
+
+from django_tasks import _signatures, exceptions
+
+if TYPE_CHECKING:
+    from django_tasks.backends.base import BaseTaskBackend
+    from django_tasks.results import TaskContext, TaskResult
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_TASK_BACKEND_ALIAS = "default"
+DEFAULT_TASK_QUEUE_NAME = "default"
+DEFAULT_QUEUE_NAME = DEFAULT_TASK_QUEUE_NAME
+DEFAULT_TASK_PRIORITY = 0
+TASK_MIN_PRIORITY = -100
+TASK_MAX_PRIORITY = 100
+
+_registry: dict[str, Task[Any, Any]] = {}
+
+
+def registered_task(module_path: str) -> Task[Any, Any] | None:
+    """Return the task decorated with `@task` at `module_path`, if there is one."""
+    return _registry.get(module_path)
+
+
+def registered_tasks() -> list[Task[Any, Any]]:
+    """Return every task decorated with `@task` so far."""
+    return list(_registry.values())
+
+
+def _is_async(
+    func: Callable[P, T] | Callable[P, Awaitable[T]],
+) -> TypeIs[Callable[P, Awaitable[T]]]:
+    return inspect.iscoroutinefunction(func)
+
+
+def _is_module_level(func: Callable[..., Any]) -> bool:
+    return (
+        inspect.isfunction(func)
+        and func.__name__ != "<lambda>"
+        and func.__qualname__ == func.__name__
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Task(Generic[P, T]):
+    """A function that can run in the background, with its default options.
+
+    `P` is the function's parameters (without the context parameter of a
+    `takes_context=True` task) and `T` its return type (awaited, for an async function).
+    """
+
+    func: Callable[P, T] | Callable[P, Awaitable[T]]
+    priority: int = DEFAULT_TASK_PRIORITY
+    backend: str = DEFAULT_TASK_BACKEND_ALIAS
+    queue_name: str = DEFAULT_TASK_QUEUE_NAME
+    run_after: datetime | timedelta | None = None
+    """The earliest time the task may run; a `timedelta` counts from enqueue."""
+    takes_context: bool = False
+    enqueue_on_commit: bool | None = None
+    """Enqueue when the current transaction commits; None follows the backend's setting."""
+
+    def __post_init__(self) -> None:
+        self.get_backend().validate_task(self)
+
+    @property
+    def name(self) -> str:
+        """Return the function's name."""
+        return self.func.__name__
+
+    @property
+    def module_path(self) -> str:
+        """Return the dotted path the task is registered under."""
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    @property
+    def signature(self) -> _signatures.TaskSignature:
+        """Return the validators built from the function's signature."""
+        return _signatures.signature_of(
+            self.func, takes_context=self.takes_context, task_path=self.module_path
+        )
+
+    def using(
+        self,
+        *,
+        priority: int | None = None,
+        queue_name: str | None = None,
+        run_after: datetime | timedelta | None = None,
+        backend: str | None = None,
+    ) -> Task[P, T]:
+        """Return a copy of the task with other defaults, validated against its backend."""
+        changes: dict[str, Any] = {
+            "priority": priority,
+            "queue_name": queue_name,
+            "run_after": run_after,
+            "backend": backend,
+        }
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def get_backend(self) -> BaseTaskBackend:
+        """Return the backend instance the task is enqueued on."""
+        from django_tasks import task_backends
+
+        return task_backends[self.backend]
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[T]:
+        """Validate the arguments and enqueue a call of the task.
+
+        Raise `InvalidTask` naming every bad argument, before anything is stored.
+        """
+        return self.get_backend().enqueue(self, args, kwargs)
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[T]:
+        """Validate the arguments and enqueue a call of the task."""
+        return await self.get_backend().aenqueue(self, args, kwargs)
+
+    def get_result(self, result_id: str) -> TaskResult[T]:
+        """Return the result with `result_id`.
+
+        Raise `TaskResultDoesNotExist` if there is none, and `TaskResultMismatch` if it
+        belongs to another task.
+        """
+        return self._check_owner(self.get_backend().get_result(result_id))
+
+    async def aget_result(self, result_id: str) -> TaskResult[T]:
+        """Return the result with `result_id`; see `get_result`."""
+        return self._check_owner(await self.get_backend().aget_result(result_id))
+
+    def _check_owner(self, result: TaskResult[Any]) -> TaskResult[T]:
+        if result.task.func != self.func:
+            raise exceptions.TaskResultMismatch(
+                f"Task result {result.id} belongs to task '{result.task.module_path}', "
+                f"not to '{self.module_path}'."
+            )
+        return result
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call the function now, in this thread, without validation or a backend."""
+        if _is_async(self.func):
+            return async_to_sync(self.func)(*args, **kwargs)
+        return self.func(*args, **kwargs)
+
+    async def acall(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call the function now, from async code, without validation or a backend."""
+        if _is_async(self.func):
+            return await self.func(*args, **kwargs)
+        return await sync_to_async(self.func)(*args, **kwargs)
+
+
+class _TaskDecorator(Protocol):
+    @overload
+    def __call__(self, function: Callable[P, Coroutine[Any, Any, T]], /) -> Task[P, T]: ...
+    @overload
+    def __call__(self, function: Callable[P, T], /) -> Task[P, T]: ...
+
+
+class _ContextTaskDecorator(Protocol):
+    @overload
+    def __call__(
+        self, function: Callable[Concatenate[TaskContext[Any], P], Coroutine[Any, Any, T]], /
+    ) -> Task[P, T]: ...
+    @overload
+    def __call__(
+        self, function: Callable[Concatenate[TaskContext[Any], P], T], /
+    ) -> Task[P, T]: ...
+
+
+@overload
+def task(function: Callable[P, Coroutine[Any, Any, T]], /) -> Task[P, T]: ...
+@overload
+def task(function: Callable[P, T], /) -> Task[P, T]: ...
+@overload
+def task(
+    *,
+    priority: int = ...,
+    queue_name: str = ...,
+    backend: str = ...,
+    enqueue_on_commit: bool | None = ...,
+    takes_context: Literal[False] = ...,
+) -> _TaskDecorator: ...
+@overload
+def task(
+    *,
+    priority: int = ...,
+    queue_name: str = ...,
+    backend: str = ...,
+    enqueue_on_commit: bool | None = ...,
+    takes_context: Literal[True],
+) -> _ContextTaskDecorator: ...
+def task(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    priority: int = DEFAULT_TASK_PRIORITY,
+    queue_name: str = DEFAULT_TASK_QUEUE_NAME,
+    backend: str = DEFAULT_TASK_BACKEND_ALIAS,
+    enqueue_on_commit: bool | None = None,
+    takes_context: bool = False,
+) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
+    """Turn a module-level function into a `Task`, as `@task` or `@task(...)`.
+
+    The function's signature becomes a pydantic model here, so an unsupported or
+    malformed signature raises `InvalidTask` at import time, not at the first enqueue.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Task[Any, Any]:
+        path = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
+        if not _is_module_level(func):
+            raise exceptions.InvalidTask(
+                f"Task function '{path}' must be defined at module level, so a worker can "
+                "find it by its import path; move it out of the enclosing function or class.",
+                task_path=path,
+            )
+        _signatures.signature_of(func, takes_context=takes_context, task_path=path)
+        from django_tasks import task_backends
+
+        new_task: Task[Any, Any] = task_backends[backend].task_class(
+            func=func,
+            priority=priority,
+            queue_name=queue_name,
+            backend=backend,
+            takes_context=takes_context,
+            enqueue_on_commit=enqueue_on_commit,
+        )
+        _registry[new_task.module_path] = new_task
+        return new_task
+
+    if function is not None:
+        return decorate(function)
+    return decorate
