@@ -1,11 +1,9 @@
 """Typed background tasks for Django: the `django.tasks` API, validated by pydantic."""
 
-from __future__ import annotations
-
-from django.utils.connection import ConnectionProxy
+from django.utils.connection import ConnectionProxy as _ConnectionProxy
 
 from django_tasks import signals
-from django_tasks._handler import TaskBackendHandler
+from django_tasks._handler import TaskBackendHandler as _TaskBackendHandler
 from django_tasks.backends.base import BaseTaskBackend
 from django_tasks.exceptions import (
     InvalidTask,
@@ -37,19 +35,19 @@ from django_tasks.tasks import (
 )
 
 __all__ = [
+    "BaseTaskBackend",
     "DEFAULT_QUEUE_NAME",
     "DEFAULT_TASK_BACKEND_ALIAS",
     "DEFAULT_TASK_PRIORITY",
     "DEFAULT_TASK_QUEUE_NAME",
-    "TASK_MAX_PRIORITY",
-    "TASK_MIN_PRIORITY",
-    "BaseTaskBackend",
     "InvalidTask",
     "InvalidTaskBackend",
     "InvalidTaskBackendError",
     "InvalidTaskError",
     "ResultDoesNotExist",
     "ResultStatus",
+    "TASK_MAX_PRIORITY",
+    "TASK_MIN_PRIORITY",
     "Task",
     "TaskContext",
     "TaskError",
@@ -68,10 +66,10 @@ __all__ = [
     "tasks",
 ]
 
-task_backends = TaskBackendHandler()
+task_backends = _TaskBackendHandler()
 """The backends of the `TASKS` setting, by alias."""
 
-default_task_backend: BaseTaskBackend = ConnectionProxy(task_backends, DEFAULT_TASK_BACKEND_ALIAS)  # type: ignore[assignment]
+default_task_backend: BaseTaskBackend = _ConnectionProxy(task_backends, DEFAULT_TASK_BACKEND_ALIAS)  # type: ignore[assignment]
 """The backend under the `default` alias."""
 
 tasks = task_backends

@@ -52,9 +52,7 @@ def start(
     return running
 
 
-def fail(
-    backend: BaseTaskBackend, result: results.TaskResult[T], error: BaseException
-) -> Outcome:
+def fail(backend: BaseTaskBackend, result: results.TaskResult[T], error: BaseException) -> Outcome:
     """Finish `result` as FAILED with `error` appended, and send `task_finished`."""
     failed = result.evolve(
         status=results.TaskResultStatus.FAILED,

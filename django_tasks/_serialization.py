@@ -17,14 +17,21 @@ def _encode(serializer: serializers.Serializer, value: Any) -> bytes | str:
     return serializer.dumps(value)
 
 
+def _named_arguments(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    named = [(f"args[{index}]", value) for index, value in enumerate(payload["args"])]
+    named.extend(payload["kwargs"].items())
+    return named
+
+
+def _find_unstorable_argument(payload: Mapping[str, Any]) -> str | None:
+    found = (_signatures.find_unstorable(value, name) for name, value in _named_arguments(payload))
+    return next((problem for problem in found if problem), None)
+
+
 def _find_unencodable(
     serializer: serializers.Serializer, payload: Mapping[str, Any]
 ) -> tuple[str, Exception] | None:
-    named: list[tuple[str, Any]] = [
-        (f"args[{index}]", value) for index, value in enumerate(payload["args"])
-    ]
-    named.extend(payload["kwargs"].items())
-    for name, value in named:
+    for name, value in _named_arguments(payload):
         try:
             _encode(serializer, value)
         except (TypeError, ValueError) as error:
@@ -37,7 +44,7 @@ def dumps_call(
 ) -> bytes | str:
     """Encode a validated call as JSON, or raise `InvalidTask` if JSON would change it."""
     payload = bound.payload
-    problem = _signatures.find_unstorable(payload) if bound.may_hold_nan else None
+    problem = _find_unstorable_argument(payload) if bound.may_hold_nan else None
     data: bytes | str = b""
     if problem is None:
         try:
@@ -47,7 +54,7 @@ def dumps_call(
             where, cause = found if found else ("arguments", error)
             problem = f"'{where}': {type(serializer).__name__} cannot encode it ({cause})"
     if problem is None and _has_nul_escape(data):
-        problem = _signatures.find_unstorable(payload)
+        problem = _find_unstorable_argument(payload)
     if problem is not None:
         raise exceptions.InvalidTask(
             f"Invalid arguments for task '{task_path}':\n  - {problem}; "

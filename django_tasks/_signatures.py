@@ -44,13 +44,13 @@ def _json_value(value: Any) -> Any:
         if not all(isinstance(key, str) for key in value):
             raise PydanticCustomError(
                 "json_keys",
-                "dict keys must be str to be stored as JSON; annotate the parameter "
+                "dict keys must be str to be stored as JSON; annotate it "
                 "(for example dict[int, str]) to send other keys",
             )
         return {key: _json_value(item) for key, item in value.items()}
     raise PydanticCustomError(
         "json_type",
-        "{type_name} is not JSON-compatible; annotate the parameter with its type "
+        "{type_name} is not JSON-compatible; annotate it with its type "
         "so it can be validated and serialized",
         {"type_name": type(value).__name__},
     )
@@ -96,11 +96,11 @@ def _holds_models(annotation: Any) -> bool:
     return any(_holds_models(arg) for arg in typing.get_args(annotation))
 
 
-def _location(loc: Sequence[int | str]) -> str:
+def _location(loc: Sequence[int | str], root: str) -> str:
     text = ""
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "arguments"
+    return text or root
 
 
 def _short_repr(value: Any) -> str:
@@ -108,16 +108,18 @@ def _short_repr(value: Any) -> str:
     return text if len(text) <= _INPUT_REPR_LIMIT else text[: _INPUT_REPR_LIMIT - 3] + "..."
 
 
-def describe_errors(errors: Iterable[Mapping[str, Any]]) -> list[str]:
+def describe_errors(errors: Iterable[Mapping[str, Any]], root: str = "arguments") -> list[str]:
     """Return one readable line per pydantic error: where, what was expected, what came."""
     lines = []
     for error in errors:
-        where = _location(error["loc"])
+        where = _location(error["loc"], root)
         if error["type"] == "missing":
             lines.append(f"'{where}': missing required argument")
             continue
         value = error.get("input")
-        lines.append(f"'{where}': {error['msg']} (got {type(value).__name__}: {_short_repr(value)})")
+        lines.append(
+            f"'{where}': {error['msg']} (got {type(value).__name__}: {_short_repr(value)})"
+        )
     return lines
 
 
@@ -135,7 +137,8 @@ def find_unstorable(value: Any, where: str = "") -> str | None:
         return next((problem for problem in found if problem), None)
     if isinstance(value, dict):
         for key, item in value.items():
-            problem = find_unstorable(key, where) or find_unstorable(item, f"{where}.{key}")
+            inner = f"{where}.{key}" if where else str(key)
+            problem = find_unstorable(key, where) or find_unstorable(item, inner)
             if problem:
                 return problem
     return None
@@ -163,13 +166,13 @@ class _Models:
         self.aliases: dict[str, str] = {}
         for index, parameter in enumerate(parameters):
             annotation = _replace_any(hints.get(parameter.name, Any))
-            if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-                annotation = tuple[annotation, ...]  # type: ignore[valid-type]
-            elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                annotation = dict[str, annotation]  # type: ignore[valid-type]
             default = parameter.default
             if default is inspect.Parameter.empty:
                 default = ...
+            if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+                annotation, default = tuple[annotation, ...], ()  # type: ignore[valid-type]
+            elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                annotation, default = dict[str, annotation], {}  # type: ignore[valid-type]
             field_name = f"p{index}"
             self.aliases[field_name] = parameter.name
             fields[field_name] = (annotation, Field(default, alias=parameter.name))
@@ -236,8 +239,8 @@ class TaskSignature:
         except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError) as error:
             raise exceptions.InvalidTask(
                 f"The signature of task '{self.task_path}' uses a type pydantic cannot "
-                f"validate: {error.message}. Use a supported type, or annotate the type "
-                "with Annotated[..., PlainValidator(...), PlainSerializer(...)].",
+                f"validate: {error.message.rstrip('.')}. Use a supported type, or annotate "
+                "the type with Annotated[..., PlainValidator(...), PlainSerializer(...)].",
                 task_path=self.task_path,
             ) from error
         return self._models
@@ -276,7 +279,9 @@ class TaskSignature:
             errors=[{"type": "arguments", "loc": (), "msg": problem, "input": None}],
         )
 
-    def _split(self, values: dict[str, Any], positional_count: int) -> tuple[list[Any], dict[str, Any]]:
+    def _split(
+        self, values: dict[str, Any], positional_count: int
+    ) -> tuple[list[Any], dict[str, Any]]:
         """Turn validated values back into positional and keyword arguments."""
         passed_positionally = self.positional[:positional_count]
         args = [values[name] for name in passed_positionally]
@@ -347,13 +352,11 @@ class TaskSignature:
             instance = model.model_validate({"value": value}, strict=True)
         except ValidationError as error:
             details = error.errors(include_url=False)
-            problems = "; ".join(
-                line.removeprefix("'value.").removeprefix("'value'")
-                for line in describe_errors(details)
-            )
+            inside = [{**detail, "loc": detail["loc"][1:]} for detail in details]
+            problems = "\n".join(f"  - {line}" for line in describe_errors(inside, "return value"))
             raise exceptions.InvalidTask(
                 f"Task '{self.task_path}' returned a value that does not match its return "
-                f"annotation: {problems.lstrip(': ')}",
+                f"annotation:\n{problems}",
                 task_path=self.task_path,
                 errors=details,
             ) from None

@@ -13,7 +13,9 @@ from django_tasks import exceptions
 from django_tasks.tasks import registered_tasks
 
 
-def check_backends(app_configs: Iterable[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_backends(
+    app_configs: Iterable[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     """Build every backend in `TASKS` and collect its own checks."""
     from django_tasks import task_backends
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
@@ -23,11 +23,11 @@ class InvalidTask(TaskException):
         message: str | None = None,
         *,
         task_path: str | None = None,
-        errors: Sequence[dict[str, Any]] = (),
+        errors: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         super().__init__(message)
         self.task_path = task_path
-        self.errors: list[dict[str, Any]] = list(errors)
+        self.errors: list[dict[str, Any]] = [dict(error) for error in errors]
 
 
 class InvalidTaskBackend(TaskException, ImproperlyConfigured):

@@ -10,11 +10,12 @@ faithfully rather than change it.
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
 
+@runtime_checkable
 class Serializer(Protocol):
     """Encode JSON-compatible values to JSON text, and decode them back."""
 

@@ -62,5 +62,7 @@ def _log_finished(sender: type, task_result: results.TaskResult[Any], **kwargs: 
         task_result.task.module_path,
         task_result.status,
         task_result.attempts,
-        f" error={task_result.errors[-1].exception_class_path}" if failed and task_result.errors else "",
+        f" error={task_result.errors[-1].exception_class_path}"
+        if failed and task_result.errors
+        else "",
     )

@@ -6,10 +6,20 @@ import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
 
 from asgiref.sync import async_to_sync, sync_to_async
-from typing_extensions import Concatenate, TypeIs
+from typing_extensions import TypeIs
 
 from django_tasks import _signatures, exceptions
 

@@ -61,9 +61,7 @@ class BaseTaskBackend(metaclass=ABCMeta):
 
     def __init__(self, alias: str, params: Mapping[str, Any]) -> None:
         self.alias = alias
-        self.queues: frozenset[str] = frozenset(
-            params.get("QUEUES", [DEFAULT_TASK_QUEUE_NAME])
-        )
+        self.queues: frozenset[str] = frozenset(params.get("QUEUES", [DEFAULT_TASK_QUEUE_NAME]))
         self.enqueue_on_commit = bool(params.get("ENQUEUE_ON_COMMIT", False))
         self.options = self._parse_options(params.get("OPTIONS", {}))
         self.serializer: serializers.Serializer = self.options.serializer()
@@ -87,8 +85,7 @@ class BaseTaskBackend(metaclass=ABCMeta):
         if not TASK_MIN_PRIORITY <= task.priority <= TASK_MAX_PRIORITY:
             self._reject(
                 task,
-                f"priority {task.priority} is outside {TASK_MIN_PRIORITY}.."
-                f"{TASK_MAX_PRIORITY}",
+                f"priority {task.priority} is outside {TASK_MIN_PRIORITY}..{TASK_MAX_PRIORITY}",
             )
         if not self.supports_priority and task.priority != DEFAULT_TASK_PRIORITY:
             self._reject(task, f"backend '{self.alias}' does not support priorities")
@@ -109,11 +106,8 @@ class BaseTaskBackend(metaclass=ABCMeta):
             return
         if not self.supports_defer:
             self._reject(task, f"backend '{self.alias}' does not support run_after")
-        if isinstance(run_after, datetime):
-            if settings.USE_TZ and timezone.is_naive(run_after):
-                self._reject(task, "run_after must be an aware datetime")
-        elif not isinstance(run_after, timedelta):
-            self._reject(task, "run_after must be a datetime or a timedelta")
+        if isinstance(run_after, datetime) and settings.USE_TZ and timezone.is_naive(run_after):
+            self._reject(task, "run_after must be an aware datetime")
 
     def _reject(self, task: Task[Any, Any], problem: str) -> None:
         raise exceptions.InvalidTask(
@@ -173,7 +167,9 @@ class BaseTaskBackend(metaclass=ABCMeta):
         return await sync_to_async(self.enqueue, thread_sensitive=True)(task, args, kwargs)
 
     def _enqueues_on_commit(self, task: Task[Any, Any]) -> bool:
-        wanted = self.enqueue_on_commit if task.enqueue_on_commit is None else task.enqueue_on_commit
+        wanted = (
+            self.enqueue_on_commit if task.enqueue_on_commit is None else task.enqueue_on_commit
+        )
         return wanted and transaction.get_connection(self.transaction_alias()).in_atomic_block
 
     def transaction_alias(self) -> str | None:
@@ -197,4 +193,3 @@ class BaseTaskBackend(metaclass=ABCMeta):
     def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
         """Return system-check messages about this backend's configuration."""
         return []
-

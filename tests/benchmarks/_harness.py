@@ -1,0 +1,102 @@
+"""Timing helpers shared by the benchmarks: `timeit` loops, medians, tables."""
+
+from __future__ import annotations
+
+import gc
+import platform
+import statistics
+import sys
+import timeit
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How long and how often to time each case."""
+
+    repeat: int = 5
+    """Timed runs per case; the median of them is reported."""
+    min_time: float = 0.2
+    """Seconds each timed run should last at least; sets the number of loops per run."""
+    warmup: int = 200
+    """Untimed calls before timing, so caches and lazily built models are warm."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Microseconds per call of one case, one value per timed run."""
+
+    number: int
+    runs_us: list[float] = field(default_factory=list)
+
+    @property
+    def median_us(self) -> float:
+        return statistics.median(self.runs_us)
+
+    @property
+    def min_us(self) -> float:
+        return min(self.runs_us)
+
+    @property
+    def max_us(self) -> float:
+        return max(self.runs_us)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "median_us": round(self.median_us, 4),
+            "min_us": round(self.min_us, 4),
+            "max_us": round(self.max_us, 4),
+            "runs_us": [round(value, 4) for value in self.runs_us],
+            "number": self.number,
+        }
+
+
+def measure(func: Callable[[], object], settings: BenchSettings) -> Timing:
+    """Time `func` as `timeit` does (GC off during runs); return µs per call for each run."""
+    for _ in range(settings.warmup):
+        func()
+    gc.collect()
+    timer = timeit.Timer(func)
+    number = 1
+    while True:
+        elapsed = timer.timeit(number)
+        if elapsed >= settings.min_time / 4:
+            break
+        number *= 10 if elapsed < settings.min_time / 40 else 2
+    number = max(1, int(number * settings.min_time / elapsed))
+    runs = timer.repeat(repeat=settings.repeat, number=number)
+    return Timing(number=number, runs_us=[run / number * 1e6 for run in runs])
+
+
+def environment() -> dict[str, str]:
+    """Return the versions that matter for comparing numbers between machines."""
+    import django
+    import orjson
+    import pydantic
+    import pydantic_core
+
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "machine": platform.machine(),
+        "django": django.get_version(),
+        "pydantic": pydantic.VERSION,
+        "pydantic_core": pydantic_core.__version__,
+        "orjson": orjson.__version__,
+    }
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Format rows as a plain-text table; the first column is left-aligned, others right."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = cells
+        parts = [str(first).ljust(widths[0])]
+        parts += [str(cell).rjust(width) for cell, width in zip(rest, widths[1:], strict=True)]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])

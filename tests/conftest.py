@@ -1,0 +1,62 @@
+"""Shared fixtures: backends configured per test, and a signal recorder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+import django_tasks
+from django_tasks import signals
+
+IMMEDIATE = "django_tasks.backends.immediate.ImmediateBackend"
+DUMMY = "django_tasks.backends.dummy.DummyBackend"
+
+
+def tasks_setting(backend: str, **extra: Any) -> dict[str, Any]:
+    """Return a TASKS setting with `backend` as default and a `reports` queue."""
+    return {
+        "default": {"BACKEND": backend, "QUEUES": ["default", "reports"], **extra},
+    }
+
+
+@pytest.fixture
+def immediate() -> Iterator[django_tasks.BaseTaskBackend]:
+    with override_settings(TASKS=tasks_setting(IMMEDIATE)):
+        yield django_tasks.task_backends["default"]
+
+
+@pytest.fixture
+def dummy() -> Iterator[django_tasks.BaseTaskBackend]:
+    with override_settings(TASKS=tasks_setting(DUMMY)):
+        yield django_tasks.task_backends["default"]
+
+
+class SignalLog:
+    """Record (signal name, status) for every task signal sent while it is connected."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, type]] = []
+
+    def receiver(self, name: str) -> Any:
+        def receive(sender: type, task_result: django_tasks.TaskResult[Any], **kwargs: Any) -> None:
+            self.events.append((name, str(task_result.status), sender))
+
+        return receive
+
+
+@pytest.fixture
+def signal_log() -> Iterator[SignalLog]:
+    log = SignalLog()
+    receivers = {
+        signals.task_enqueued: log.receiver("enqueued"),
+        signals.task_started: log.receiver("started"),
+        signals.task_finished: log.receiver("finished"),
+    }
+    for signal, receiver in receivers.items():
+        signal.connect(receiver, weak=False)
+    yield log
+    for signal, receiver in receivers.items():
+        signal.disconnect(receiver)

@@ -1,0 +1,196 @@
+"""Task functions the test suite enqueues; module level, as every task must be."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
+from django_tasks import TaskContext, task
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Size(enum.IntEnum):
+    SMALL = 1
+    LARGE = 2
+
+
+class Address(BaseModel):
+    street: str
+    number: int
+
+
+class Customer(BaseModel):
+    name: str
+    joined: datetime
+    address: Address
+    tags: frozenset[str] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class LineItem:
+    sku: str
+    price: Decimal
+    quantity: int = 1
+
+
+class Point(TypedDict):
+    x: int
+    y: int
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task
+def untyped(a, b=None):  # type: ignore[no-untyped-def]
+    return {"a": a, "b": b}
+
+
+@task
+def echo(value: Any) -> Any:
+    return value
+
+
+@task
+def kinds(
+    a: int, /, b: str, *rest: float, c: bool = False, d: int | None = None, **extra: date
+) -> dict[str, Any]:
+    return {"a": a, "b": b, "rest": list(rest), "c": c, "d": d, "extra": sorted(extra)}
+
+
+class Measurement(BaseModel):
+    value: float
+
+
+@task
+def measure(measurement: Measurement) -> float:
+    return measurement.value
+
+
+@task
+def positional_only(a: int, /) -> int:
+    return a
+
+
+@task
+def constrained(
+    count: Annotated[int, Field(ge=1, le=10)],
+    colour: Colour,
+    size: Literal["s", "m"] = "s",
+) -> str:
+    return f"{count}-{colour.value}-{size}"
+
+
+@task
+def make_customer(name: str, joined: datetime) -> Customer:
+    return Customer(name=name, joined=joined, address=Address(street="Main", number=1))
+
+
+@task
+def order_total(items: list[LineItem], customer: Customer) -> Decimal:
+    return sum((item.price * item.quantity for item in items), Decimal(0))
+
+
+@task
+def wrong_return(value: int) -> int:
+    return str(value)  # type: ignore[return-value]
+
+
+@task
+def fails(message: str) -> None:
+    raise ValueError(message)
+
+
+@task
+async def async_add(a: int, b: int) -> int:
+    return a + b
+
+
+@task(takes_context=True)
+def with_context(context: TaskContext[str], name: str) -> str:
+    return f"{name}:{context.attempt}:{context.task_result.id}"
+
+
+@task(priority=10, queue_name="reports")
+def in_queue(value: int) -> int:
+    return value
+
+
+@task
+def deferred_annotation(when: Later) -> Later:
+    return when
+
+
+class Later(BaseModel):
+    at: datetime
+
+
+class Everything(TypedDict, total=False):
+    when: datetime
+    day: date
+    at: time
+    span: timedelta
+    amount: Decimal
+    key: UUID
+    colour: Colour
+    size: Size
+    pair: tuple[int, str]
+    unique: set[int]
+    frozen: frozenset[str]
+    by_id: dict[int, str]
+    point: Point
+    item: LineItem
+    customer: Customer
+    maybe: int | None
+
+
+@task
+def everything(
+    when: datetime,
+    day: date,
+    at: time,
+    span: timedelta,
+    amount: Decimal,
+    key: UUID,
+    colour: Colour,
+    size: Size,
+    pair: tuple[int, str],
+    unique: set[int],
+    frozen: frozenset[str],
+    by_id: dict[int, str],
+    point: Point,
+    item: LineItem,
+    customer: Customer,
+    maybe: int | None = None,
+) -> Everything:
+    return {
+        "when": when,
+        "day": day,
+        "at": at,
+        "span": span,
+        "amount": amount,
+        "key": key,
+        "colour": colour,
+        "size": size,
+        "pair": pair,
+        "unique": unique,
+        "frozen": frozen,
+        "by_id": by_id,
+        "point": point,
+        "item": item,
+        "customer": customer,
+        "maybe": maybe,
+    }

@@ -1,0 +1,199 @@
+"""Values survive the JSON round trip exactly: same value, same type, both serializers."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from django_tasks import InvalidTaskError, TaskResultStatus
+from tests import tasks
+from tests.conftest import IMMEDIATE, tasks_setting
+
+SERIALIZERS = [
+    pytest.param("django_tasks.serializers.OrjsonSerializer", id="orjson"),
+    pytest.param("django_tasks.serializers.JsonSerializer", id="json"),
+]
+
+CUSTOMER = tasks.Customer(
+    name="Ada",
+    joined=datetime(2026, 11, 24, 10, 0, tzinfo=timezone(timedelta(hours=2))),
+    address=tasks.Address(street="Main", number=7),
+    tags=frozenset({"vip", "new"}),
+)
+
+EVERYTHING = {
+    "when": datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC),
+    "day": date(2026, 2, 28),
+    "at": time(23, 59, 58, 999),
+    "span": timedelta(days=-1, seconds=5, microseconds=7),
+    "amount": Decimal("12.50"),
+    "key": UUID("12345678-1234-5678-1234-567812345678"),
+    "colour": tasks.Colour.GREEN,
+    "size": tasks.Size.LARGE,
+    "pair": (1, "one"),
+    "unique": {3, 1, 2},
+    "frozen": frozenset({"a"}),
+    "by_id": {1: "one", -2: "minus two"},
+    "point": {"x": 1, "y": 2},
+    "item": tasks.LineItem(sku="sku-1", price=Decimal("0.10"), quantity=3),
+    "customer": CUSTOMER,
+}
+
+
+def assert_same(actual: Any, expected: Any) -> None:
+    """Assert equal values of the same types, all the way down."""
+    assert actual == expected
+    assert type(actual) is type(expected), (actual, expected)
+    if isinstance(expected, dict):
+        for key in expected:
+            assert_same(actual[key], expected[key])
+    elif isinstance(expected, (list, tuple)):
+        for got, want in zip(actual, expected, strict=True):
+            assert_same(got, want)
+    elif dataclasses.is_dataclass(expected):
+        assert_same(dataclasses.asdict(actual), dataclasses.asdict(expected))
+
+
+@pytest.fixture(params=SERIALIZERS)
+def serializer(request, settings):
+    settings.TASKS = tasks_setting(IMMEDIATE, OPTIONS={"SERIALIZER": request.param})
+    return request.param
+
+
+def test_roundtrip__every_supported_type(serializer):
+    result = tasks.everything.enqueue(**EVERYTHING)
+
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.traceback
+    assert_same(result.return_value, {**EVERYTHING, "maybe": None})
+    assert_same(result.kwargs, EVERYTHING)
+
+
+def test_roundtrip__naive_datetime_stays_naive(serializer):
+    naive = datetime(2026, 11, 24, 10, 0)
+
+    result = tasks.everything.enqueue(**{**EVERYTHING, "when": naive})
+
+    assert result.return_value["when"] == naive
+    assert result.return_value["when"].tzinfo is None
+
+
+def test_roundtrip__returns_a_pydantic_model(serializer):
+    joined = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    result = tasks.make_customer.enqueue("Ada", joined)
+
+    assert_same(
+        result.return_value,
+        tasks.Customer(name="Ada", joined=joined, address=tasks.Address(street="Main", number=1)),
+    )
+
+
+def test_roundtrip__positional_stay_positional(serializer):
+    result = tasks.kinds.enqueue(1, "b", 2.5, 3.0, d=4, day=date(2026, 1, 1))
+
+    assert result.args == [1, "b", 2.5, 3.0]
+    assert result.kwargs == {"d": 4, "day": date(2026, 1, 1)}
+    assert result.return_value == {
+        "a": 1,
+        "b": "b",
+        "rest": [2.5, 3.0],
+        "c": False,
+        "d": 4,
+        "extra": ["day"],
+    }
+
+
+def test_roundtrip__none_is_not_a_missing_default(serializer):
+    passed_none = tasks.kinds.enqueue(1, "b", d=None)
+    left_out = tasks.kinds.enqueue(1, "b")
+
+    assert passed_none.kwargs == {"d": None}
+    assert left_out.kwargs == {}
+
+
+def test_roundtrip__list_of_dataclasses_and_a_model(serializer):
+    items = [tasks.LineItem(sku="a", price=Decimal("1.25"), quantity=2)]
+
+    result = tasks.order_total.enqueue(items, CUSTOMER)
+
+    assert_same(result.return_value, Decimal("2.50"))
+    assert_same(result.args, [items, CUSTOMER])
+
+
+def test_roundtrip__forward_reference_resolved_on_first_use(serializer):
+    later = tasks.Later(at=datetime(2026, 1, 1, tzinfo=UTC))
+
+    assert_same(tasks.deferred_annotation.enqueue(later).return_value, later)
+
+
+# What hypothesis draws: (annotation-specific strategy, task taking exactly that type).
+ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+text = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"))
+aware = st.datetimes(timezones=st.just(UTC))
+VALUES = {
+    "when": aware | st.datetimes(),
+    "day": st.dates(),
+    "at": st.times(),
+    "span": st.timedeltas(),
+    "amount": st.decimals(allow_nan=False, allow_infinity=False, places=4),
+    "key": st.uuids(),
+    "colour": st.sampled_from(tasks.Colour),
+    "size": st.sampled_from(tasks.Size),
+    "pair": st.tuples(ints, text),
+    "unique": st.sets(ints, max_size=5),
+    "frozen": st.frozensets(text, max_size=5),
+    "by_id": st.dictionaries(ints, text, max_size=5),
+    "point": st.fixed_dictionaries({"x": ints, "y": ints}),
+    "item": st.builds(
+        tasks.LineItem,
+        sku=text,
+        price=st.decimals(allow_nan=False, allow_infinity=False, places=2),
+        quantity=ints,
+    ),
+    "customer": st.builds(
+        tasks.Customer,
+        name=text,
+        joined=aware,
+        address=st.builds(tasks.Address, street=text, number=ints),
+        tags=st.frozensets(text, max_size=3),
+    ),
+    "maybe": st.none() | ints,
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arguments=st.fixed_dictionaries(VALUES))
+def test_roundtrip__property_every_value_comes_back_as_sent(arguments):
+    try:
+        result = tasks.everything.enqueue(**arguments)
+    except InvalidTaskError:
+        return
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.traceback
+    assert_same(result.kwargs, arguments)
+    assert_same(result.return_value, arguments)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | ints | st.floats(allow_nan=True, allow_infinity=True) | text,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(text | ints, children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=JSON)
+def test_roundtrip__property_untyped_values_come_back_or_are_refused(value):
+    try:
+        result = tasks.echo.enqueue(value)
+    except InvalidTaskError:
+        return
+    assert_same(result.return_value, value)

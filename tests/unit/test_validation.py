@@ -1,0 +1,210 @@
+"""Validation at enqueue: strict, every bad argument named, nothing stored on failure."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from django_tasks import InvalidTaskError, serializers
+from tests import tasks
+from tests.conftest import IMMEDIATE, tasks_setting
+
+
+def errors_of(call: Any) -> InvalidTaskError:
+    with pytest.raises(InvalidTaskError) as caught:
+        call()
+    return caught.value
+
+
+def test_enqueue__names_every_bad_argument(immediate):
+    error = errors_of(lambda: tasks.add.enqueue("5", b=2.5))
+
+    assert str(error) == (
+        "Invalid arguments for task 'tests.tasks.add':\n"
+        "  - 'a': Input should be a valid integer (got str: '5')\n"
+        "  - 'b': Input should be a valid integer (got float: 2.5)"
+    )
+    assert error.task_path == "tests.tasks.add"
+    assert [(e["loc"], e["type"], e["input"]) for e in error.errors] == [
+        (("a",), "int_type", "5"),
+        (("b",), "int_type", 2.5),
+    ]
+
+
+def test_enqueue__reports_missing_arguments(immediate):
+    error = errors_of(lambda: tasks.add.enqueue(1))
+
+    assert str(error) == (
+        "Invalid arguments for task 'tests.tasks.add':\n  - 'b': missing required argument"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        pytest.param((1, 2, 3), {}, "takes 2 positional arguments but 3 were given", id="too-many"),
+        pytest.param((1,), {"a": 1}, "got multiple values for argument 'a'", id="twice"),
+        pytest.param((1, 2), {"c": 3}, "got an unexpected keyword argument 'c'", id="unknown"),
+    ],
+)
+def test_enqueue__rejects_calls_python_would_reject(immediate, args, kwargs, message):
+    error = errors_of(lambda: tasks.add.enqueue(*args, **kwargs))
+
+    assert str(error) == f"Task 'tests.tasks.add' {message}."
+
+
+def test_enqueue__rejects_positional_only_passed_by_keyword(immediate):
+    error = errors_of(lambda: tasks.positional_only.enqueue(a=1))
+
+    assert str(error) == (
+        "Task 'tests.tasks.positional_only' got positional-only argument 'a' passed as keyword."
+    )
+
+
+def test_enqueue__positional_only_name_by_keyword_goes_to_var_keyword_as_in_python(immediate):
+    error = errors_of(lambda: tasks.kinds.enqueue(a=1, b="x"))
+
+    assert str(error) == (
+        "Invalid arguments for task 'tests.tasks.kinds':\n"
+        "  - 'a': missing required argument\n"
+        "  - 'extra.a': Input should be a valid date (got int: 1)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "location", "error_type"),
+    [
+        pytest.param(lambda: tasks.add.enqueue(True, 1), "a", "int_type", id="bool-is-not-int"),
+        pytest.param(
+            lambda: tasks.constrained.enqueue(11, tasks.Colour.RED),
+            "count",
+            "less_than_equal",
+            id="field-constraint",
+        ),
+        pytest.param(
+            lambda: tasks.constrained.enqueue(1, "red"),
+            "colour",
+            "is_instance_of",
+            id="enum-value-is-not-member",
+        ),
+        pytest.param(
+            lambda: tasks.constrained.enqueue(1, tasks.Colour.RED, size="xl"),
+            "size",
+            "literal_error",
+            id="literal",
+        ),
+        pytest.param(
+            lambda: tasks.kinds.enqueue(1, "b", 1.5, "x"),
+            "rest[1]",
+            "float_type",
+            id="var-positional",
+        ),
+        pytest.param(
+            lambda: tasks.kinds.enqueue(1, "b", extra="2026-01-01"),
+            "extra.extra",
+            "date_type",
+            id="var-keyword",
+        ),
+        pytest.param(
+            lambda: tasks.make_customer.enqueue("n", "2026-01-01T00:00:00Z"),
+            "joined",
+            "datetime_type",
+            id="datetime-string-is-strict-error",
+        ),
+        pytest.param(
+            lambda: tasks.order_total.enqueue(
+                [{"sku": "a", "price": Decimal(1)}],
+                tasks.Customer(
+                    name="n", joined=datetime.now(UTC), address=tasks.Address(street="s", number=1)
+                ),
+            ),
+            "items[0]",
+            "dataclass_exact_type",
+            id="dict-is-not-dataclass",
+        ),
+    ],
+)
+def test_enqueue__is_strict(immediate, call, location, error_type):
+    error = errors_of(call)
+
+    assert next((".".join(map(str, e["loc"])), e["type"]) for e in error.errors) == (
+        location.replace("[", ".").replace("]", ""),
+        error_type,
+    )
+    assert f"'{location}'" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        pytest.param(math.nan, "NaN and infinities cannot be stored as JSON", id="nan"),
+        pytest.param(math.inf, "NaN and infinities cannot be stored as JSON", id="inf"),
+        pytest.param({1: "x"}, "dict keys must be str", id="int-keys-untyped"),
+        pytest.param(date(2026, 1, 1), "date is not JSON-compatible", id="date-untyped"),
+        pytest.param([object()], "object is not JSON-compatible", id="nested-object"),
+    ],
+)
+def test_enqueue__any_accepts_only_json(immediate, value, problem):
+    error = errors_of(lambda: tasks.echo.enqueue(value))
+
+    assert problem in str(error)
+
+
+def test_enqueue__untyped_tuples_become_lists_as_in_django(immediate):
+    result = tasks.untyped.enqueue((1, 2), b={"k": (3,)})
+
+    assert result.return_value == {"a": [1, 2], "b": {"k": [3]}}
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        pytest.param("a\x00b", "'args[0]': the NUL character \\u0000 cannot be stored", id="nul"),
+        pytest.param({"k\x00": 1}, "the NUL character", id="nul-key"),
+        pytest.param(2**64, "'args[0]': OrjsonSerializer cannot encode it", id="int-past-64-bits"),
+    ],
+)
+def test_enqueue__rejects_what_json_would_change(immediate, value, problem):
+    error = errors_of(lambda: tasks.echo.enqueue(value))
+
+    assert problem in str(error)
+
+
+def test_enqueue__backslash_u0000_text_is_not_a_nul(immediate):
+    assert tasks.echo.enqueue("\\u0000").return_value == "\\u0000"
+
+
+def test_enqueue__nan_in_a_float_parameter_is_rejected(immediate):
+    error = errors_of(lambda: tasks.kinds.enqueue(1, "b", math.nan))
+
+    assert "'rest[0]': Input should be a finite number" in str(error)
+
+
+def test_enqueue__nan_inside_a_pydantic_model_is_rejected(immediate):
+    # The model's own config allows NaN, which orjson would silently write as null.
+    error = errors_of(lambda: tasks.measure.enqueue(tasks.Measurement(value=math.nan)))
+
+    assert str(error) == (
+        "Invalid arguments for task 'tests.tasks.measure':\n"
+        "  - 'args[0].value': NaN and infinities cannot be stored; "
+        "send a value JSON can hold unchanged."
+    )
+
+
+def test_enqueue__json_serializer_accepts_big_ints(settings):
+    settings.TASKS = tasks_setting(
+        IMMEDIATE, OPTIONS={"SERIALIZER": "django_tasks.serializers.JsonSerializer"}
+    )
+
+    assert tasks.echo.enqueue(2**70).return_value == 2**70
+
+
+def test_serializers__refuse_nan():
+    with pytest.raises(ValueError, match="Out of range float"):
+        serializers.JsonSerializer().dumps(math.nan)
+    with pytest.raises(ValueError, match="NaN is not valid JSON"):
+        serializers.JsonSerializer().loads("[NaN]")
