@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import socket
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -194,3 +195,11 @@ def everything(
         "customer": customer,
         "maybe": maybe,
     }
+
+
+def no_parameters() -> None:
+    """Not decorated here: test_decorator applies @task(takes_context=True) to it."""
+
+
+def takes_a_socket(connection: socket.socket) -> None:
+    """Not decorated here: pydantic cannot validate a socket."""
