@@ -64,13 +64,18 @@ def fail(backend: BaseTaskBackend, result: results.TaskResult[T], error: BaseExc
 
 
 def execute(
-    backend: BaseTaskBackend, running: results.TaskResult[Any], data: bytes | str
+    backend: BaseTaskBackend,
+    running: results.TaskResult[Any],
+    data: bytes | str,
+    *,
+    propagate: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
 ) -> Outcome:
     """Run a started attempt from its stored arguments and return how it ended.
 
-    An `Exception` from decoding, from the task or from its return value fails the
-    result. `KeyboardInterrupt` and `SystemExit` fail it too, then propagate, so
-    the process can stop as asked.
+    Any exception from decoding, from the task or from its return value fails the
+    result, `SystemExit` and `MemoryError` included. Those in `propagate` fail it too,
+    then propagate: by default `KeyboardInterrupt`, so Ctrl-C stops a process running
+    tasks in line; a worker, which handles its own signals, propagates nothing.
     """
     task = running.task
     signature = task.signature
@@ -83,11 +88,11 @@ def execute(
         value = _call(task.func, args, kwargs)
         return_data = _serialization.dumps_result(signature, value, serializer)
         returned = _serialization.loads_result(signature, return_data, serializer)
-    except Exception as error:
-        return fail(backend, running, error)
-    except (KeyboardInterrupt, SystemExit) as error:
-        fail(backend, running, error)
-        raise
+    except BaseException as error:
+        outcome = fail(backend, running, error)
+        if isinstance(error, propagate):
+            raise
+        return outcome
     succeeded = running.evolve(
         status=results.TaskResultStatus.SUCCESSFUL,
         finished_at=timezone.now(),

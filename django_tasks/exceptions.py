@@ -30,6 +30,10 @@ class InvalidTask(TaskException):
         self.errors: list[dict[str, Any]] = [dict(error) for error in errors]
 
 
+class WorkerLost(TaskException):
+    """The worker running the task stopped before finishing it."""
+
+
 class InvalidTaskBackend(TaskException, ImproperlyConfigured):
     """The task backend is not configured correctly."""
 

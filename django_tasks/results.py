@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from django.db.models import TextChoices
 from django.utils.module_loading import import_string
@@ -28,8 +28,8 @@ class TaskResultStatus(TextChoices):
 
     # The names used by the original django-tasks backport, set below: aliases of
     # READY and SUCCESSFUL, not members of their own.
-    NEW: ClassVar[TaskResultStatus]
-    SUCCEEDED: ClassVar[TaskResultStatus]
+    NEW: TaskResultStatus
+    SUCCEEDED: TaskResultStatus
 
 
 TaskResultStatus.NEW = TaskResultStatus.READY

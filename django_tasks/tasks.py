@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import (
@@ -48,6 +50,39 @@ def registered_task(module_path: str) -> Task[Any, Any] | None:
 def registered_tasks() -> list[Task[Any, Any]]:
     """Return every task decorated with `@task` so far."""
     return list(_registry.values())
+
+
+def find_task(module_path: str) -> Task[Any, Any]:
+    """Return the registered task at `module_path`, for a worker about to run it.
+
+    Only functions decorated with `@task` are ever returned. If the task is not
+    registered yet, its module is imported only when it belongs to an installed app,
+    so a stored path can never make a worker import arbitrary code.
+    """
+    found = _registry.get(module_path)
+    if found is None and _in_installed_app(module_path):
+        module_name = module_path.rpartition(".")[0]
+        try:
+            importlib.import_module(module_name)
+        except ImportError as error:
+            raise exceptions.InvalidTask(
+                f"Task '{module_path}' cannot be run: importing '{module_name}' failed ({error}).",
+                task_path=module_path,
+            ) from None
+        found = _registry.get(module_path)
+    if found is None:
+        raise exceptions.InvalidTask(
+            f"'{module_path}' is not a registered task; only functions decorated with @task "
+            "in an installed app's modules can be run.",
+            task_path=module_path,
+        )
+    return found
+
+
+def _in_installed_app(module_path: str) -> bool:
+    from django.apps import apps
+
+    return any(module_path.startswith(f"{config.name}.") for config in apps.get_app_configs())
 
 
 def _is_async(
@@ -157,16 +192,47 @@ class Task(Generic[P, T]):
         return result
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Call the function now, in this thread, without validation or a backend."""
-        if _is_async(self.func):
-            return async_to_sync(self.func)(*args, **kwargs)
-        return self.func(*args, **kwargs)
+        """Call the function now, in this thread, without validation or a backend.
+
+        A `takes_context=True` task receives a context whose result is RUNNING, with a
+        fresh id, as if this call were its first attempt.
+        """
+        func: Callable[..., T] | Callable[..., Awaitable[T]] = self.func
+        context = self._call_context(args, kwargs)
+        if _is_async(func):
+            return async_to_sync(func)(*context, *args, **kwargs)
+        return func(*context, *args, **kwargs)
 
     async def acall(self, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call the function now, from async code, without validation or a backend."""
-        if _is_async(self.func):
-            return await self.func(*args, **kwargs)
-        return await sync_to_async(self.func)(*args, **kwargs)
+        func: Callable[..., T] | Callable[..., Awaitable[T]] = self.func
+        context = self._call_context(args, kwargs)
+        if _is_async(func):
+            return await func(*context, *args, **kwargs)
+        return await sync_to_async(func)(*context, *args, **kwargs)
+
+    def _call_context(self, args: Any, kwargs: Any) -> list[TaskContext[T]]:
+        if not self.takes_context:
+            return []
+        from django.utils import timezone
+
+        from django_tasks.results import TaskContext, TaskResult, TaskResultStatus
+
+        now = timezone.now()
+        running: TaskResult[T] = TaskResult(
+            task=self,
+            id=f"call-{uuid.uuid4()}",
+            status=TaskResultStatus.RUNNING,
+            enqueued_at=None,
+            started_at=now,
+            finished_at=None,
+            last_attempted_at=now,
+            args=list(args),
+            kwargs=dict(kwargs),
+            backend=self.backend,
+            worker_ids=["call"],
+        )
+        return [TaskContext(task_result=running)]
 
 
 class _TaskDecorator(Protocol):

@@ -13,6 +13,17 @@ from django_tasks import signals
 
 IMMEDIATE = "django_tasks.backends.immediate.ImmediateBackend"
 DUMMY = "django_tasks.backends.dummy.DummyBackend"
+DATABASE = "django_tasks.backends.database.DatabaseBackend"
+
+
+def drain(backend: Any, **options: Any) -> Any:
+    """Run a real worker in this process until no task of `backend` is due; return it."""
+    from django_tasks.backends.database.worker import Worker, WorkerOptions
+
+    options = {"queues": None, "batch": True, "startup_delay": False, **options}
+    worker = Worker(backend, WorkerOptions(**options))
+    worker.run()
+    return worker
 
 
 def tasks_setting(backend: str, **extra: Any) -> dict[str, Any]:

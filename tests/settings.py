@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from urllib.parse import urlsplit
 
 SECRET_KEY = "django_tasks tests only"
@@ -19,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django_tasks",
+    "django_tasks.backends.database",
     "tests",
 ]
 
@@ -34,7 +36,21 @@ def database_from_url(url: str) -> dict[str, object]:
         "mariadb": "django.db.backends.mysql",
     }
     if parts.scheme == "sqlite":
-        return {"ENGINE": engines["sqlite"], "NAME": parts.path.lstrip("/") or ":memory:"}
+        # A file, not memory, so worker processes started by the tests share it.
+        path = parts.path[1:] if parts.path.startswith("//") else parts.path.lstrip("/")
+        test_path = os.environ.get(
+            "TASKS_SQLITE_TEST_PATH",
+            os.path.join(tempfile.gettempdir(), f"django_tasks_test_{os.getuid()}.sqlite3"),
+        )
+        return {
+            "ENGINE": engines["sqlite"],
+            "NAME": path or test_path,
+            "TEST": {"NAME": test_path},
+            "OPTIONS": {
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
     return {
         "ENGINE": engines[parts.scheme],
         "NAME": parts.path.lstrip("/"),
@@ -48,11 +64,23 @@ def database_from_url(url: str) -> dict[str, object]:
 
 DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL", "sqlite:///"))}
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    # The tests use PyMySQL, which needs no C library, in place of mysqlclient.
+    import pymysql
+
+    pymysql.version_info = (2, 2, 1, "final", 0)
+    pymysql.install_as_MySQLdb()
+
 TASKS = {
     "default": {
         "BACKEND": "django_tasks.backends.immediate.ImmediateBackend",
         "QUEUES": ["default", "reports"],
-    }
+    },
+    "database": {
+        "BACKEND": "django_tasks.backends.database.DatabaseBackend",
+        "QUEUES": ["default", "reports"],
+        "OPTIONS": {"LEASE_SECONDS": float(os.environ.get("TASKS_LEASE_SECONDS", "60"))},
+    },
 }
 
 TEMPLATES = [

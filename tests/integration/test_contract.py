@@ -1,4 +1,8 @@
-"""The contract every in-memory backend keeps, plus what is particular to each."""
+"""The contract every backend keeps, plus what is particular to the in-memory ones.
+
+The `backend` fixture runs each contract test on the Immediate, Dummy and Database
+backends; the database runs come to an end through a real worker, in this process.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core import checks
-from django.db import transaction
+from django.db import connections, transaction
 from django.test import override_settings
 
 import django_tasks
@@ -20,22 +25,29 @@ from django_tasks import (
     TaskResultStatus,
 )
 from django_tasks import checks as task_checks
+from django_tasks.backends.database import DatabaseBackend
 from django_tasks.backends.dummy import DummyBackend
 from django_tasks.backends.immediate import ImmediateBackend
 from tests import tasks
-from tests.conftest import DUMMY, IMMEDIATE, tasks_setting
+from tests.conftest import DATABASE, DUMMY, IMMEDIATE, drain, tasks_setting
+
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run(backend: django_tasks.BaseTaskBackend, result: django_tasks.TaskResult[Any]) -> Any:
-    """Return the finished result: the Immediate backend has run it, the Dummy one runs now."""
+    """Return the finished result: Immediate has run it; Dummy and Database run it now."""
     if isinstance(backend, DummyBackend):
         assert result.status == TaskResultStatus.READY
         backend.run_ready()
         return backend.get_result(result.id)
+    if isinstance(backend, DatabaseBackend):
+        assert result.status == TaskResultStatus.READY
+        drain(backend)
+        return backend.get_result(result.id)
     return result
 
 
-@pytest.fixture(params=[IMMEDIATE, DUMMY], ids=["immediate", "dummy"])
+@pytest.fixture(params=[IMMEDIATE, DUMMY, DATABASE], ids=["immediate", "dummy", "database"])
 def backend(request):
     with override_settings(TASKS=tasks_setting(request.param)):
         yield django_tasks.task_backends["default"]
@@ -115,10 +127,20 @@ def test_get_result__finds_the_result_and_checks_its_task(backend):
         tasks.add.get_result("no-such-id")
 
 
+@pytest.fixture
+async def close_thread_connections():
+    """Close the connections sync_to_async's thread opened, so the test database can go."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.usefixtures("close_thread_connections")
 async def test_aget_result__finds_the_result(backend):
     result = await tasks.add.aenqueue(1, 2)
     if isinstance(backend, DummyBackend):
         backend.run_ready()
+    if isinstance(backend, DatabaseBackend):
+        await sync_to_async(drain)(backend)
 
     fetched = await tasks.add.aget_result(result.id)
 

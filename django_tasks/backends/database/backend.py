@@ -1,0 +1,180 @@
+"""The database backend: enqueue is one INSERT; `db_worker` processes run the rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.apps import apps
+from django.core import checks
+from django.core.exceptions import ValidationError
+from django.db import connections, router
+from django.utils import timezone
+from pydantic import Field
+
+from django_tasks import _serialization, exceptions, results, signals
+from django_tasks.backends.base import BackendOptions, BaseTaskBackend
+from django_tasks.tasks import Task, find_task
+
+if TYPE_CHECKING:
+    from django_tasks.backends.database.models import DBTaskResult
+
+T = TypeVar("T")
+logger = logging.getLogger("django_tasks")
+
+
+class DatabaseOptions(BackendOptions):
+    """`OPTIONS` of the database backend, shared by every worker that serves it.
+
+    - `DATABASE`: the database alias holding the table (default: the router's choice).
+    - `LEASE_SECONDS`: how long a claim lasts without renewal; workers renew it every
+      third of that while the task runs, and other workers take back expired claims.
+    - `MAX_LOST_ATTEMPTS`: after this many attempts lost with their worker, the task is
+      marked FAILED instead of run again, so a task that kills its worker cannot loop.
+    """
+
+    database: str | None = Field(default=None, alias="DATABASE")
+    lease_seconds: float = Field(default=60.0, gt=0, alias="LEASE_SECONDS")
+    max_lost_attempts: int = Field(default=3, ge=1, alias="MAX_LOST_ATTEMPTS")
+
+
+class DatabaseBackend(BaseTaskBackend):
+    """Store tasks in the `django_tasks_database` table, for `db_worker` processes to run."""
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+    options_class = DatabaseOptions
+    options: DatabaseOptions
+
+    @property
+    def model(self) -> type[DBTaskResult]:
+        """Return the model of the result table."""
+        from django_tasks.backends.database.models import DBTaskResult
+
+        return DBTaskResult
+
+    def db_alias(self) -> str:
+        """Return the alias of the database that holds this backend's table."""
+        return self.options.database or router.db_for_write(self.model)
+
+    def transaction_alias(self) -> str | None:
+        """Return the database whose commit `enqueue_on_commit` waits for."""
+        return self.db_alias()
+
+    def enqueue_prepared(
+        self, result: results.TaskResult[T], data: bytes | str
+    ) -> results.TaskResult[T]:
+        """Insert the call as a READY row and return its result."""
+        now = timezone.now()
+        run_after = result.task.run_after
+        if isinstance(run_after, timedelta):  # prepare() resolves it; this keeps types honest
+            run_after = now + run_after
+        self.model.objects.using(self.db_alias()).create(
+            id=result.id,
+            task_path=result.task.module_path,
+            backend_name=self.alias,
+            queue_name=result.task.queue_name,
+            priority=result.task.priority,
+            run_after=run_after,
+            ready_at=run_after or now,
+            enqueued_at=now,
+            args_kwargs=data.decode() if isinstance(data, bytes) else data,
+        )
+        enqueued = result.evolve(enqueued_at=now)
+        signals.task_enqueued.send(type(self), task_result=enqueued)
+        return enqueued
+
+    def get_result(self, result_id: str) -> results.TaskResult[Any]:
+        """Return the result stored under `result_id`, decoded into its declared types."""
+        try:
+            row = self.model.objects.using(self.db_alias()).get(id=result_id)
+        except (self.model.DoesNotExist, ValidationError, ValueError):
+            raise exceptions.TaskResultDoesNotExist(
+                f"No task result {result_id} in backend '{self.alias}'."
+            ) from None
+        return self.result_from_row(row, find_task(row.task_path))
+
+    def task_for_row(self, row: DBTaskResult, task: Task[Any, Any]) -> Task[Any, Any]:
+        """Return `task` with the options the row was enqueued with."""
+        if (task.priority, task.queue_name, task.run_after, task.backend) == (
+            row.priority,
+            row.queue_name,
+            row.run_after,
+            row.backend_name,
+        ):
+            return task
+        return dataclasses.replace(
+            task,
+            priority=row.priority,
+            queue_name=row.queue_name,
+            run_after=row.run_after,
+            backend=row.backend_name,
+        )
+
+    def result_from_row(
+        self, row: DBTaskResult, task: Task[Any, T], *, decode: bool = True
+    ) -> results.TaskResult[T]:
+        """Build the result of a row, with arguments and return value in their declared types.
+
+        If the stored arguments no longer fit the task's signature, `args` and `kwargs`
+        hold their JSON form instead, so the row can still be inspected. With
+        `decode=False` they are left empty, for a worker that decodes them as it runs.
+        """
+        task = self.task_for_row(row, task)
+        args, kwargs = self._arguments(row, task) if decode else ([], {})
+        returned = None
+        if row.status == results.TaskResultStatus.SUCCESSFUL:
+            returned = _serialization.loads_result(
+                task.signature, row.return_value, self.serializer
+            )
+        return results.TaskResult(
+            task=task,
+            id=str(row.id),
+            status=results.TaskResultStatus(row.status),
+            enqueued_at=row.enqueued_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            last_attempted_at=row.last_attempted_at,
+            args=args,
+            kwargs=kwargs,
+            backend=row.backend_name,
+            errors=[results.TaskError(**error) for error in row.errors],
+            worker_ids=row.all_worker_ids(),
+            _return_value=returned,
+        )
+
+    def _arguments(
+        self, row: DBTaskResult, task: Task[Any, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        try:
+            return _serialization.loads_call(task.signature, row.args_kwargs, self.serializer)
+        except exceptions.InvalidTask:
+            try:
+                raw = _serialization.loads_json(row.args_kwargs, self.serializer)
+                return list(raw["args"]), dict(raw["kwargs"])
+            except (TypeError, ValueError, KeyError):
+                return [], {}
+
+    def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
+        """Check that the app is installed and the database can claim tasks safely."""
+        if not apps.is_installed("django_tasks.backends.database"):
+            yield checks.Error(
+                f"Task backend '{self.alias}' needs the app of the database backend.",
+                hint="Add 'django_tasks.backends.database' to INSTALLED_APPS.",
+                obj=f"TASKS['{self.alias}']",
+                id="django_tasks.E003",
+            )
+            return
+        alias = self.db_alias()
+        if alias not in connections:
+            yield checks.Error(
+                f"Task backend '{self.alias}' uses database '{alias}', which is not in DATABASES.",
+                hint="Set OPTIONS['DATABASE'] to an alias from DATABASES.",
+                obj=f"TASKS['{self.alias}']",
+                id="django_tasks.E004",
+            )

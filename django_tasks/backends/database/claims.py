@@ -1,0 +1,203 @@
+"""The statements that move rows between workers: claim, renew, release, reclaim, finish.
+
+Every write that changes who owns a row is guarded by the owner it expects (`worker_id`
+and status RUNNING), so two workers can never both believe they hold the same row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from django_tasks import exceptions
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.results import TaskError, TaskResultStatus
+
+READY = TaskResultStatus.READY
+RUNNING = TaskResultStatus.RUNNING
+FAILED = TaskResultStatus.FAILED
+WORKER_LOST = f"{exceptions.WorkerLost.__module__}.{exceptions.WorkerLost.__qualname__}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Scope:
+    """Which rows a worker serves: one backend, on one database, some queues (None: all)."""
+
+    alias: str
+    backend_name: str
+    queues: tuple[str, ...] | None
+
+
+def _ready_rows(scope: Scope, now: datetime) -> Any:
+    rows = DBTaskResult.objects.using(scope.alias).filter(
+        status=READY, backend_name=scope.backend_name, ready_at__lte=now
+    )
+    if scope.queues is not None:
+        rows = rows.filter(queue_name__in=scope.queues)
+    return rows.order_by("-priority", "ready_at")
+
+
+def claim(scope: Scope, worker_id: str, limit: int, lease: timedelta) -> list[DBTaskResult]:
+    """Mark up to `limit` due READY rows as RUNNING for `worker_id`, and return them.
+
+    SQLite claims with one `UPDATE … RETURNING`, which its single writer makes atomic.
+    PostgreSQL and MySQL/MariaDB lock the rows with `SELECT … FOR UPDATE SKIP LOCKED`
+    in a short transaction, so concurrent workers skip each other's rows, not wait.
+    """
+    now = timezone.now()
+    connection = connections[scope.alias]
+    if connection.vendor == "sqlite":
+        ids = _claim_sqlite(scope, worker_id, limit, now, now + lease)
+    else:
+        with transaction.atomic(using=scope.alias):
+            ids = list(
+                _ready_rows(scope, now)
+                .select_for_update(skip_locked=True)
+                .values_list("id", flat=True)[:limit]
+            )
+            if ids:
+                DBTaskResult.objects.using(scope.alias).filter(id__in=ids).update(
+                    status=RUNNING,
+                    worker_id=worker_id,
+                    lease_expires_at=now + lease,
+                    last_attempted_at=now,
+                    started_at=Coalesce("started_at", Value(now)),
+                )
+    if not ids:
+        return []
+    rows = list(DBTaskResult.objects.using(scope.alias).filter(id__in=ids))
+    rows.sort(key=lambda row: (-row.priority, row.ready_at))
+    return rows
+
+
+def _claim_sqlite(
+    scope: Scope, worker_id: str, limit: int, now: datetime, expires: datetime
+) -> list[uuid.UUID]:
+    connection = connections[scope.alias]
+    quote = connection.ops.quote_name
+    adapt = connection.ops.adapt_datetimefield_value
+    table = quote(DBTaskResult._meta.db_table)
+    queue_filter = ""
+    params: list[Any] = [RUNNING, worker_id, adapt(expires), adapt(now), adapt(now)]
+    params += [READY, scope.backend_name, adapt(now)]
+    if scope.queues is not None:
+        queue_filter = f"AND queue_name IN ({', '.join(['%s'] * len(scope.queues))})"
+        params += list(scope.queues)
+    params.append(limit)
+    sql = f"""
+        UPDATE {table}
+        SET status = %s, worker_id = %s, lease_expires_at = %s, last_attempted_at = %s,
+            started_at = COALESCE(started_at, %s)
+        WHERE id IN (
+            SELECT id FROM {table}
+            WHERE status = %s AND backend_name = %s AND ready_at <= %s {queue_filter}
+            ORDER BY priority DESC, ready_at
+            LIMIT %s
+        )
+        RETURNING id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [uuid.UUID(str(row[0])) for row in cursor.fetchall()]
+
+
+def renew(scope: Scope, worker_id: str, lease: timedelta) -> int:
+    """Extend the lease of every row `worker_id` is running; return how many."""
+    return (
+        DBTaskResult.objects.using(scope.alias)
+        .filter(status=RUNNING, worker_id=worker_id)
+        .update(lease_expires_at=timezone.now() + lease)
+    )
+
+
+def release(scope: Scope, worker_id: str, rows: Sequence[DBTaskResult]) -> int:
+    """Hand back claimed rows that never started, as if they had never been claimed."""
+    released = 0
+    for row in rows:
+        released += (
+            DBTaskResult.objects.using(scope.alias)
+            .filter(id=row.id, status=RUNNING, worker_id=worker_id)
+            .update(
+                status=READY,
+                worker_id=None,
+                lease_expires_at=None,
+                started_at=row.started_at if row.worker_ids else None,
+                last_attempted_at=row.last_attempted_at if row.worker_ids else None,
+            )
+        )
+    return released
+
+
+def _lost_attempts(row: DBTaskResult) -> int:
+    return sum(1 for error in row.errors if error.get("exception_class_path") == WORKER_LOST)
+
+
+def abandon(
+    scope: Scope, row: DBTaskResult, reason: str, max_lost_attempts: int, *, expected_lease: Any
+) -> TaskResultStatus | None:
+    """Record a lost attempt on a RUNNING row and make it READY again, or FAILED.
+
+    Return the new status, or None if the row changed hands in the meantime.
+    """
+    now = timezone.now()
+    error = TaskError(exception_class_path=WORKER_LOST, traceback=reason)
+    lost = _lost_attempts(row) + 1
+    status = FAILED if lost >= max_lost_attempts else READY
+    if status == FAILED:
+        error = dataclasses.replace(
+            error,
+            traceback=f"{reason}\nThe task has lost {lost} attempts with their workers "
+            f"(MAX_LOST_ATTEMPTS is {max_lost_attempts}), so it is not run again.",
+        )
+    updated = (
+        DBTaskResult.objects.using(scope.alias)
+        .filter(id=row.id, status=RUNNING, worker_id=row.worker_id)
+        .filter(Q(lease_expires_at=expected_lease) if expected_lease else Q())
+        .update(
+            status=status,
+            worker_id=None,
+            lease_expires_at=None,
+            ready_at=now,
+            finished_at=now if status == FAILED else None,
+            worker_ids=[*row.worker_ids, row.worker_id],
+            errors=[*row.errors, dataclasses.asdict(error)],
+        )
+    )
+    return status if updated else None
+
+
+def reclaim_expired(scope: Scope, max_lost_attempts: int, limit: int = 100) -> int:
+    """Take back rows whose worker stopped renewing its lease; return how many."""
+    now = timezone.now()
+    expired = list(
+        DBTaskResult.objects.using(scope.alias).filter(
+            status=RUNNING, backend_name=scope.backend_name, lease_expires_at__lt=now
+        )[:limit]
+    )
+    reclaimed = 0
+    for row in expired:
+        reason = (
+            f"Worker {row.worker_id} stopped renewing its lease, which expired at "
+            f"{row.lease_expires_at.isoformat() if row.lease_expires_at else '?'}; "
+            "the attempt was lost."
+        )
+        if abandon(scope, row, reason, max_lost_attempts, expected_lease=row.lease_expires_at):
+            reclaimed += 1
+    return reclaimed
+
+
+def finish(scope: Scope, worker_id: str, row_id: uuid.UUID, **fields: Any) -> bool:
+    """Write a finished attempt if `worker_id` still holds the row; tell whether it did."""
+    return bool(
+        DBTaskResult.objects.using(scope.alias)
+        .filter(id=row_id, status=RUNNING, worker_id=worker_id)
+        .update(worker_id=None, lease_expires_at=None, **fields)
+    )

@@ -1,0 +1,399 @@
+"""The loop a `db_worker` process runs: claim due rows, run them in threads, record outcomes.
+
+Delivery is at least once. A row is claimed with a lease that a heartbeat thread
+renews while the task runs; if the process dies, the lease expires and another worker
+runs the task again, recording the lost attempt. A task whose side effects committed
+just before its worker died can therefore run twice: make tasks idempotent.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.utils import timezone
+from django.utils.module_loading import autodiscover_modules
+
+from django_tasks import _execution, exceptions, results, signals
+from django_tasks.backends.database import claims
+from django_tasks.backends.database.backend import DatabaseBackend
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.tasks import find_task
+
+logger = logging.getLogger("django_tasks")
+R = TypeVar("R")
+_DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def default_worker_id() -> str:
+    """Return `host:pid`, unique among the workers of one database."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerOptions:
+    """How one worker process runs; see `manage.py db_worker --help`."""
+
+    worker_id: str = dataclasses.field(default_factory=default_worker_id)
+    queues: tuple[str, ...] | None = ("default",)
+    """The queues served; None serves every queue."""
+    batch: bool = False
+    """Exit 0 once no task is due and none is running."""
+    interval: float = 1.0
+    """Seconds between polls when idle (PostgreSQL workers are also woken by NOTIFY)."""
+    max_tasks: int | None = None
+    concurrency: int = 1
+    prefetch: int = 0
+    """Extra rows claimed beyond the free threads, to claim in fewer statements."""
+    startup_delay: bool = True
+
+
+class Worker:
+    """Run the tasks of one database backend until asked to stop."""
+
+    def __init__(self, backend: DatabaseBackend, options: WorkerOptions) -> None:
+        self.backend = backend
+        self.options = options
+        self.worker_id = options.worker_id
+        self.scope = claims.Scope(
+            alias=backend.db_alias(), backend_name=backend.alias, queues=options.queues
+        )
+        self.lease = timedelta(seconds=backend.options.lease_seconds)
+        self.tasks_finished = 0
+        self._stopping = threading.Event()
+        self._forced = threading.Event()
+        self._wake = threading.Event()
+        self._heartbeat_stop = threading.Event()
+        self._pending: deque[DBTaskResult] = deque()
+        self._running: dict[concurrent.futures.Future[None], DBTaskResult] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            options.concurrency, thread_name_prefix="django_tasks_worker"
+        )
+        self._listener = _listener_for(self.scope.alias)
+
+    @property
+    def stopping(self) -> bool:
+        """Tell whether the worker was asked to stop."""
+        return self._stopping.is_set()
+
+    @property
+    def forced(self) -> bool:
+        """Tell whether a second signal asked the worker to stop at once."""
+        return self._forced.is_set()
+
+    def request_stop(self) -> None:
+        """Stop claiming; finish the tasks in hand, then return from `run`."""
+        self._stopping.set()
+        self._wake.set()
+
+    def stop_now(self) -> None:
+        """Stop at once: hand back every claimed task, running or not, and return."""
+        self._forced.set()
+        self.request_stop()
+
+    def run(self) -> None:
+        """Claim and run tasks until stopped, `--batch` drains, or `--max-tasks` is reached."""
+        autodiscover_modules("tasks")
+        logger.info(
+            "worker_started worker_id=%s backend=%s queues=%s concurrency=%d",
+            self.worker_id,
+            self.backend.alias,
+            ",".join(self.options.queues) if self.options.queues else "*",
+            self.options.concurrency,
+        )
+        heartbeat = threading.Thread(target=self._heartbeat, name="django_tasks_heartbeat")
+        heartbeat.start()
+        try:
+            if self.options.startup_delay:
+                self._wake.wait(random.uniform(0, self.options.interval))
+            self._database("reclaim", self._reclaim)
+            self._loop()
+            self._drain()
+        finally:
+            self._stopping.set()
+            self._wake.set()
+            self._heartbeat_stop.set()
+            heartbeat.join()
+            if not self.forced:
+                self._close_pool_connections()
+            self._pool.shutdown(wait=not self.forced, cancel_futures=True)
+            if self._listener is not None:
+                self._listener.close()
+            logger.info(
+                "worker_stopped worker_id=%s tasks=%d forced=%s",
+                self.worker_id,
+                self.tasks_finished,
+                self.forced,
+            )
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._collect(timeout=0)
+            if self._limit_reached():
+                return
+            free = self.options.concurrency - len(self._running)
+            claimed_nothing = False
+            if free > 0 and not self._pending:
+                limit = free + self.options.prefetch
+                if self.options.max_tasks is not None:
+                    left = self.options.max_tasks - self.tasks_finished - len(self._running)
+                    limit = min(limit, left)
+                rows = (self._database("claim", self._claim, limit) or []) if limit > 0 else []
+                self._pending.extend(rows)
+                claimed_nothing = not rows
+            while free > 0 and self._pending:
+                self._start(self._pending.popleft())
+                free -= 1
+            if self._running:
+                self._collect(timeout=0.5)
+            elif claimed_nothing:
+                if self.options.batch:
+                    return
+                self._idle()
+
+    def _close_pool_connections(self) -> None:
+        """Close each pool thread's database connections: one job per thread, held by a barrier."""
+        threads = self.options.concurrency
+        barrier = threading.Barrier(threads)
+
+        def close() -> None:
+            connections.close_all()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)
+
+        concurrent.futures.wait([self._pool.submit(close) for _ in range(threads)])
+
+    def _limit_reached(self) -> bool:
+        limit = self.options.max_tasks
+        return limit is not None and self.tasks_finished >= limit
+
+    def _claim(self, limit: int) -> list[DBTaskResult]:
+        return claims.claim(self.scope, self.worker_id, limit, self.lease)
+
+    def _reclaim(self) -> int:
+        return claims.reclaim_expired(self.scope, self.backend.options.max_lost_attempts)
+
+    def _idle(self) -> None:
+        if self._listener is not None:
+            self._listener.wait(self.options.interval, self._wake)
+        else:
+            self._wake.wait(self.options.interval)
+        self._wake.clear()
+
+    def _start(self, row: DBTaskResult) -> None:
+        future = self._pool.submit(self._execute, row)
+        self._running[future] = row
+
+    def _collect(self, timeout: float) -> None:
+        if not self._running:
+            return
+        done, _ = concurrent.futures.wait(
+            self._running, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        for future in done:
+            self._running.pop(future)
+            future.result()
+            self.tasks_finished += 1
+
+    def _drain(self) -> None:
+        """After a stop request: hand back unstarted rows, wait for the running ones."""
+        if self._pending:
+            self._database("release", claims.release, self.scope, self.worker_id, self._pending)
+            self._pending.clear()
+        while self._running and not self.forced:
+            self._collect(timeout=0.2)
+        if self.forced and self._running:
+            for row in list(self._running.values()):
+                reason = (
+                    f"Worker {self.worker_id} was stopped at once by a second signal "
+                    "while the task ran; the attempt was abandoned."
+                )
+                self._database(
+                    "abandon",
+                    claims.abandon,
+                    self.scope,
+                    row,
+                    reason,
+                    self.backend.options.max_lost_attempts,
+                    expected_lease=None,
+                )
+
+    def _execute(self, row: DBTaskResult) -> None:
+        """Run one claimed row in a pool thread and record how it ended."""
+        start = timezone.now()
+        try:
+            task = find_task(row.task_path)
+            running = self.backend.result_from_row(row, task, decode=False).evolve(
+                started_at=row.started_at if row.worker_ids else start,
+                last_attempted_at=start,
+            )
+        except exceptions.InvalidTask as error:
+            self._fail_unrunnable(row, error, start)
+            return
+        finally:
+            _tidy_connections()
+        signals.task_started.send(type(self.backend), task_result=running)
+        try:
+            outcome = _execution.execute(self.backend, running, row.args_kwargs, propagate=())
+        finally:
+            _tidy_connections()
+        self._record(row, outcome.result, outcome.return_data, start)
+
+    def _record(
+        self,
+        row: DBTaskResult,
+        result: results.TaskResult[Any],
+        return_data: bytes | str | None,
+        start: Any,
+    ) -> None:
+        fields = {
+            "status": result.status,
+            "finished_at": result.finished_at,
+            "started_at": row.started_at if row.worker_ids else start,
+            "last_attempted_at": start,
+            "return_value": return_data.decode() if isinstance(return_data, bytes) else return_data,
+            "errors": [dataclasses.asdict(error) for error in result.errors],
+            "worker_ids": [*row.worker_ids, self.worker_id],
+        }
+        kept = self._database(
+            "finish", claims.finish, self.scope, self.worker_id, row.id, retry=True, **fields
+        )
+        if not kept:
+            logger.warning(
+                "task_lease_lost id=%s task=%s worker_id=%s: another worker took the task "
+                "back before this attempt finished; its outcome was not recorded",
+                row.id,
+                row.task_path,
+                self.worker_id,
+            )
+
+    def _fail_unrunnable(self, row: DBTaskResult, error: Exception, start: Any) -> None:
+        logger.error("task_unrunnable id=%s task=%s error=%s", row.id, row.task_path, error)
+        failure = results.TaskError.from_exception(error)
+        self._database(
+            "finish",
+            claims.finish,
+            self.scope,
+            self.worker_id,
+            row.id,
+            retry=True,
+            status=results.TaskResultStatus.FAILED,
+            finished_at=timezone.now(),
+            started_at=row.started_at if row.worker_ids else start,
+            last_attempted_at=start,
+            errors=[*row.errors, dataclasses.asdict(failure)],
+            worker_ids=[*row.worker_ids, self.worker_id],
+        )
+
+    def _heartbeat(self) -> None:
+        """Renew this worker's leases and take back expired ones, until the worker stops."""
+        period = self.lease.total_seconds() / 3
+        try:
+            while not self._heartbeat_stop.wait(period):
+                self._database("renew", claims.renew, self.scope, self.worker_id, self.lease)
+                self._database("reclaim", self._reclaim)
+        finally:
+            connections.close_all()
+
+    def _database(
+        self, action: str, call: Callable[..., R], *args: Any, retry: bool = False, **kwargs: Any
+    ) -> R | None:
+        """Run a database call; on a lost connection, reconnect with backoff.
+
+        Claims and renewals give up for this round (the loop tries again); a finished
+        attempt (`retry=True`) is retried until it is written, so no outcome is lost.
+        """
+        delay = 0.2
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except _DATABASE_DOWN as error:
+                logger.warning(
+                    "database_unavailable action=%s worker_id=%s error=%s retry_in=%.1fs",
+                    action,
+                    self.worker_id,
+                    str(error).strip().splitlines()[0] if str(error).strip() else type(error),
+                    delay,
+                )
+                _close_connection(self.scope.alias)
+                if self._forced.wait(delay) or not retry:
+                    return None
+                delay = min(delay * 2, 10.0)
+            except DatabaseError:
+                _close_connection(self.scope.alias)
+                raise
+
+
+def _close_connection(alias: str) -> None:
+    with contextlib.suppress(DatabaseError):
+        connections[alias].close()
+
+
+def _tidy_connections() -> None:
+    """Close this thread's connections that a task left broken, and only those."""
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is None:
+            continue
+        if connection.in_atomic_block or (
+            connection.errors_occurred and not connection.is_usable()
+        ):
+            connection.close()
+
+
+class _PostgresListener:
+    """A separate autocommit connection that LISTENs for the NOTIFY sent on enqueue."""
+
+    channel = "django_tasks"
+
+    def __init__(self, alias: str) -> None:
+        self._wrapper = connections.create_connection(alias)
+        self._ready = False
+
+    def _connect(self) -> None:
+        self._wrapper.close()
+        self._wrapper.ensure_connection()
+        self._wrapper.set_autocommit(True)
+        self._wrapper.connection.execute(f"LISTEN {self.channel}")
+        self._ready = True
+
+    def wait(self, timeout: float, wake: threading.Event) -> None:
+        """Return when a task is enqueued, `wake` is set, or `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        try:
+            if not self._ready:
+                self._connect()
+            while not wake.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                for _ in self._wrapper.connection.notifies(
+                    timeout=min(remaining, 0.25), stop_after=1
+                ):
+                    return
+        except Exception as error:  # the next poll finds the tasks anyway
+            logger.warning("listen_failed error=%s", error)
+            self._ready = False
+            wake.wait(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        """Close the listening connection."""
+        with contextlib.suppress(Exception):
+            self._wrapper.close()
+
+
+def _listener_for(alias: str) -> _PostgresListener | None:
+    if connections[alias].vendor != "postgresql":
+        return None
+    return _PostgresListener(alias)
