@@ -203,3 +203,38 @@ def no_parameters() -> None:
 
 def takes_a_socket(connection: socket.socket) -> None:
     """Not decorated here: pydantic cannot validate a socket."""
+
+
+@task
+def record_run(key: str) -> int:
+    """Write one Run row and return its id: the side effect tests count."""
+    import os
+
+    from tests.models import Run
+
+    return Run.objects.create(key=key, pid=os.getpid()).pk
+
+
+@task
+def slow(key: str, seconds: float) -> str:
+    """Record the start, sleep, record the end: long enough to be killed in the middle."""
+    import os
+    import time as clock
+
+    from tests.models import Run
+
+    Run.objects.create(key=f"{key}:start", pid=os.getpid())
+    clock.sleep(seconds)
+    Run.objects.create(key=f"{key}:end", pid=os.getpid())
+    return key
+
+
+@task
+def typed_roundtrip(items: list[LineItem], customer: Customer, when: datetime) -> Everything:
+    """Return typed values so a worker process must decode and encode them faithfully."""
+    return {
+        "when": when,
+        "item": items[0],
+        "customer": customer,
+        "amount": sum((item.price for item in items), Decimal(0)),
+    }

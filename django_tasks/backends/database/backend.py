@@ -89,6 +89,39 @@ class DatabaseBackend(BaseTaskBackend):
         signals.task_enqueued.send(type(self), task_result=enqueued)
         return enqueued
 
+    def requeue(self, row: DBTaskResult) -> DBTaskResult:
+        """Insert a new READY row that calls the task of `row` again, and return it.
+
+        The new row has a new id and the same task, queue, priority and stored
+        arguments, and is due now; `row` itself is left as it is. `task_enqueued` is
+        sent when the task path still names a task that can be enqueued here.
+        """
+        if row.backend_name != self.alias:
+            raise exceptions.InvalidTaskBackend(
+                f"Task result {row.id} belongs to backend '{row.backend_name}', not "
+                f"'{self.alias}'; requeue it with task_backends['{row.backend_name}']."
+            )
+        now = timezone.now()
+        new_row = self.model.objects.using(self.db_alias()).create(
+            task_path=row.task_path,
+            backend_name=row.backend_name,
+            queue_name=row.queue_name,
+            priority=row.priority,
+            run_after=None,
+            ready_at=now,
+            enqueued_at=now,
+            args_kwargs=row.args_kwargs,
+        )
+        logger.info("task_requeued id=%s task=%s from=%s", new_row.id, row.task_path, row.id)
+        try:
+            requeued = self.result_from_row(new_row, find_task(new_row.task_path))
+        except exceptions.InvalidTask as error:
+            # The row stays: the worker that claims it records why it cannot run.
+            logger.warning("task_requeued_unsignalled id=%s error=%s", new_row.id, error)
+            return new_row
+        signals.task_enqueued.send(type(self), task_result=requeued)
+        return new_row
+
     def get_result(self, result_id: str) -> results.TaskResult[Any]:
         """Return the result stored under `result_id`, decoded into its declared types."""
         try:

@@ -76,6 +76,10 @@ class Worker:
         self._forced = threading.Event()
         self._wake = threading.Event()
         self._heartbeat_stop = threading.Event()
+        # Bumped whenever a connection is found dead; each pool thread then drops its
+        # own connections before its next task, which would otherwise meet a dead one.
+        self._outages = 0
+        self._thread_state = threading.local()
         self._pending: deque[DBTaskResult] = deque()
         self._running: dict[concurrent.futures.Future[None], DBTaskResult] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -187,7 +191,8 @@ class Worker:
 
     def _idle(self) -> None:
         if self._listener is not None:
-            self._listener.wait(self.options.interval, self._wake)
+            if not self._listener.wait(self.options.interval, self._wake):
+                self._outages += 1
         else:
             self._wake.wait(self.options.interval)
         self._wake.clear()
@@ -232,6 +237,9 @@ class Worker:
 
     def _execute(self, row: DBTaskResult) -> None:
         """Run one claimed row in a pool thread and record how it ended."""
+        if getattr(self._thread_state, "outages", 0) != self._outages:
+            self._thread_state.outages = self._outages
+            connections.close_all()
         start = timezone.now()
         try:
             task = find_task(row.task_path)
@@ -320,6 +328,7 @@ class Worker:
             try:
                 return call(*args, **kwargs)
             except _DATABASE_DOWN as error:
+                self._outages += 1
                 logger.warning(
                     "database_unavailable action=%s worker_id=%s error=%s retry_in=%.1fs",
                     action,
@@ -368,8 +377,11 @@ class _PostgresListener:
         self._wrapper.connection.execute(f"LISTEN {self.channel}")
         self._ready = True
 
-    def wait(self, timeout: float, wake: threading.Event) -> None:
-        """Return when a task is enqueued, `wake` is set, or `timeout` seconds pass."""
+    def wait(self, timeout: float, wake: threading.Event) -> bool:
+        """Return when a task is enqueued, `wake` is set, or `timeout` seconds pass.
+
+        Return False if the listening connection was lost (it reconnects next time).
+        """
         deadline = time.monotonic() + timeout
         try:
             if not self._ready:
@@ -377,15 +389,16 @@ class _PostgresListener:
             while not wake.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return
-                for _ in self._wrapper.connection.notifies(
-                    timeout=min(remaining, 0.25), stop_after=1
-                ):
-                    return
+                    return True
+                notifies = self._wrapper.connection.notifies
+                for _ in notifies(timeout=min(remaining, 0.25), stop_after=1):
+                    return True
         except Exception as error:  # the next poll finds the tasks anyway
-            logger.warning("listen_failed error=%s", error)
+            logger.warning("listen_failed error=%s", str(error).strip().splitlines()[0])
             self._ready = False
             wake.wait(max(0.0, deadline - time.monotonic()))
+            return False
+        return True
 
     def close(self) -> None:
         """Close the listening connection."""
