@@ -1,0 +1,239 @@
+"""What is particular to the database backend: claim order, leases, pruning, bad rows."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+import django_tasks
+from django_tasks import TaskResultStatus
+from django_tasks.backends.database import claims
+from django_tasks.backends.database.models import DBTaskResult
+from tests import tasks
+from tests.conftest import drain
+
+pytestmark = pytest.mark.django_db(transaction=True)
+LEASE = timedelta(seconds=60)
+
+
+@pytest.fixture
+def backend():
+    return django_tasks.task_backends["database"]
+
+
+@pytest.fixture
+def scope(backend):
+    return claims.Scope(alias=backend.db_alias(), backend_name=backend.alias, queues=None)
+
+
+def on_database(task, **options):
+    return task.using(backend="database", **options)
+
+
+def test_enqueue__is_one_insert(backend):
+    with CaptureQueriesContext(connection) as queries:
+        on_database(tasks.add).enqueue(1, 2)
+
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
+
+
+def test_enqueue__stores_the_validated_json(backend):
+    result = on_database(tasks.kinds).enqueue(1, "b", 2.5, d=None)
+
+    row = DBTaskResult.objects.get(id=result.id)
+    assert row.args_kwargs == '{"args":[1,"b",2.5],"kwargs":{"d":null}}'
+    assert (row.task_path, row.queue_name, row.status) == ("tests.tasks.kinds", "default", "READY")
+    assert row.ready_at == row.enqueued_at
+
+
+def test_claim__highest_priority_first_then_fifo(backend, scope):
+    low = on_database(tasks.add, priority=-10).enqueue(1, 1)
+    first = on_database(tasks.add).enqueue(1, 1)
+    second = on_database(tasks.add).enqueue(1, 1)
+    high = on_database(tasks.add, priority=50).enqueue(1, 1)
+
+    claimed = claims.claim(scope, "w", 10, LEASE)
+
+    assert [str(row.id) for row in claimed] == [high.id, first.id, second.id, low.id]
+    assert {row.status for row in claimed} == {TaskResultStatus.RUNNING}
+    assert {row.worker_id for row in claimed} == {"w"}
+
+
+def test_claim__takes_each_row_once(backend, scope):
+    for _ in range(5):
+        on_database(tasks.add).enqueue(1, 1)
+
+    first = claims.claim(scope, "a", 3, LEASE)
+    second = claims.claim(scope, "b", 3, LEASE)
+
+    assert len(first) == 3
+    assert len(second) == 2
+    assert not {row.id for row in first} & {row.id for row in second}
+    assert claims.claim(scope, "c", 3, LEASE) == []
+
+
+def test_claim__leaves_future_tasks_and_other_queues(backend):
+    on_database(tasks.add, run_after=timedelta(hours=1)).enqueue(1, 1)
+    on_database(tasks.add, queue_name="reports").enqueue(1, 1)
+    due = on_database(tasks.add).enqueue(1, 1)
+    only_default = claims.Scope(
+        alias=backend.db_alias(), backend_name="database", queues=("default",)
+    )
+
+    assert [str(row.id) for row in claims.claim(only_default, "w", 10, LEASE)] == [due.id]
+
+
+def test_claim__costs_few_statements_per_batch(backend, scope):
+    for _ in range(20):
+        on_database(tasks.add).enqueue(1, 1)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert len(claims.claim(scope, "w", 20, LEASE)) == 20
+
+    assert len(queries.captured_queries) <= 5, [q["sql"] for q in queries.captured_queries]
+
+
+def test_reclaim__expired_lease_is_a_lost_attempt(backend, scope):
+    result = on_database(tasks.add).enqueue(1, 1)
+    claims.claim(scope, "gone", 1, timedelta(seconds=-1))
+
+    assert claims.reclaim_expired(scope, max_lost_attempts=3) == 1
+
+    row = DBTaskResult.objects.get(id=result.id)
+    assert (row.status, row.worker_id, row.worker_ids) == ("READY", None, ["gone"])
+    assert row.errors[0]["exception_class_path"] == "django_tasks.exceptions.WorkerLost"
+    drain(backend, worker_id="next")
+    finished = result.refresh()
+    assert (finished.return_value, finished.attempts, finished.worker_ids) == (
+        2,
+        2,
+        ["gone", "next"],
+    )
+
+
+def test_reclaim__stops_a_task_that_keeps_losing_its_worker(backend, scope):
+    result = on_database(tasks.add).enqueue(1, 1)
+    for attempt in range(3):
+        claims.claim(scope, f"w{attempt}", 1, timedelta(seconds=-1))
+        claims.reclaim_expired(scope, max_lost_attempts=3)
+
+    finished = result.refresh()
+    assert finished.status == TaskResultStatus.FAILED
+    assert finished.worker_ids == ["w0", "w1", "w2"]
+    assert len(finished.errors) == 3
+    assert "lost 3 attempts" in finished.errors[-1].traceback
+    assert claims.claim(scope, "w3", 1, LEASE) == []
+
+
+def test_reclaim__leaves_live_leases_alone(backend, scope):
+    on_database(tasks.add).enqueue(1, 1)
+    claims.claim(scope, "alive", 1, LEASE)
+
+    assert claims.reclaim_expired(scope, max_lost_attempts=3) == 0
+    assert claims.renew(scope, "alive", LEASE) == 1
+
+
+def test_finish__only_the_lease_holder_writes(backend, scope):
+    on_database(tasks.add).enqueue(1, 1)
+    [row] = claims.claim(scope, "slow", 1, timedelta(seconds=-1))
+    claims.reclaim_expired(scope, max_lost_attempts=3)
+
+    assert claims.finish(scope, "slow", row.id, status=TaskResultStatus.SUCCESSFUL) is False
+    assert DBTaskResult.objects.get(id=row.id).status == TaskResultStatus.READY
+
+
+def test_release__hands_back_unstarted_rows(backend, scope):
+    on_database(tasks.add).enqueue(1, 1)
+    rows = claims.claim(scope, "w", 1, LEASE)
+
+    assert claims.release(scope, "w", rows) == 1
+
+    row = DBTaskResult.objects.get(id=rows[0].id)
+    assert (row.status, row.worker_id, row.started_at, row.last_attempted_at) == (
+        "READY",
+        None,
+        None,
+        None,
+    )
+
+
+def test_worker__max_tasks_stops_after_that_many(backend):
+    for n in range(5):
+        on_database(tasks.add).enqueue(n, 0)
+
+    worker = drain(backend, max_tasks=2, batch=False)
+
+    assert worker.tasks_finished == 2
+    assert DBTaskResult.objects.filter(status="SUCCESSFUL").count() == 2
+
+
+def test_worker__concurrency_runs_everything(backend):
+    results = [on_database(tasks.add).enqueue(n, n) for n in range(30)]
+
+    drain(backend, concurrency=4, prefetch=4)
+
+    assert [r.refresh().return_value for r in results] == [2 * n for n in range(30)]
+
+
+def test_worker__runs_only_its_queues(backend):
+    report = on_database(tasks.in_queue).enqueue(1)
+    default = on_database(tasks.add).enqueue(1, 1)
+
+    drain(backend, queues=("reports",))
+
+    assert report.refresh().status == TaskResultStatus.SUCCESSFUL
+    assert default.refresh().status == TaskResultStatus.READY
+
+
+def test_get_result__unknown_and_malformed_ids(backend):
+    for result_id in ["2f1b7a4e-0000-4000-8000-000000000000", "not-a-uuid"]:
+        with pytest.raises(django_tasks.TaskResultDoesNotExist):
+            backend.get_result(result_id)
+
+
+def prune(*args: str) -> str:
+    out = StringIO()
+    call_command("prune_db_task_results", "--backend", "database", *args, stdout=out)
+    return out.getvalue().strip()
+
+
+def test_prune__deletes_only_old_finished_results(backend):
+    ok = on_database(tasks.add).enqueue(1, 1)
+    failed = on_database(tasks.fails).enqueue("x")
+    drain(backend)
+    waiting = on_database(tasks.add).enqueue(1, 1)
+    DBTaskResult.objects.filter(id=failed.id).update(
+        finished_at=timezone.now() - timedelta(days=10)
+    )
+
+    assert prune("--min-age-days", "5", "--dry-run") == "Would delete 1 task result(s)."
+    assert prune("--min-age-days", "5") == "Deleted 1 task result(s)."
+    assert prune("--status", "FAILED") == "Deleted 0 task result(s)."
+    assert prune("--queue-name", "reports") == "Deleted 0 task result(s)."
+    assert prune() == "Deleted 1 task result(s)."
+    assert [str(pk) for pk in DBTaskResult.objects.values_list("id", flat=True)] == [waiting.id]
+    del ok
+
+
+def test_check__needs_the_app_installed(backend, settings):
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if "database" not in app]
+
+    assert [message.id for message in backend.check()] == ["django_tasks.E003"]
+
+
+def test_enqueue_on_commit__inserts_after_commit(backend):
+    from django.db import transaction
+
+    task = dataclasses.replace(on_database(tasks.add), enqueue_on_commit=True)
+    with transaction.atomic():
+        result = task.enqueue(1, 2)
+        assert not DBTaskResult.objects.filter(id=result.id).exists()
+
+    assert DBTaskResult.objects.get(id=result.id).status == TaskResultStatus.READY
