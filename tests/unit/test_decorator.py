@@ -62,3 +62,15 @@ def test_status__labels_and_seed_aliases():
         "SUCCESSFUL",
     ]
     assert socket  # the module tasks.takes_a_socket refers to
+
+
+def test_call__builds_the_context_of_a_context_task():
+    text = tasks.with_context.call("ada")
+
+    name, attempt, result_id = text.split(":", 2)
+    assert (name, attempt) == ("ada", "1")
+    assert result_id.startswith("call-")
+
+
+async def test_acall__builds_the_context_of_a_context_task():
+    assert (await tasks.with_context.acall("ada")).startswith("ada:1:call-")
