@@ -16,11 +16,12 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, NotRequired, Union
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict
 
 from django_tasks import exceptions
 
@@ -156,37 +157,42 @@ class BoundCall:
 
 
 class _Models:
-    """The pydantic models of one signature, built once all annotations resolve."""
+    """The validators of one signature, built once all annotations resolve.
 
-    __slots__ = ("aliases", "arguments", "may_hold_nan", "result")
+    Arguments validate as a `TypedDict` keyed by parameter name, with the parameters
+    that have defaults not required: the validated dict holds exactly what the caller
+    passed, so defaults stay the function's own.
+    """
+
+    __slots__ = ("dump_arguments", "may_hold_nan", "result", "validate_arguments")
 
     def __init__(self, func: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
         hints = typing.get_type_hints(func, include_extras=True)
         fields: dict[str, Any] = {}
-        self.aliases: dict[str, str] = {}
-        for index, parameter in enumerate(parameters):
+        for parameter in parameters:
             annotation = _replace_any(hints.get(parameter.name, Any))
-            default = parameter.default
-            if default is inspect.Parameter.empty:
-                default = ...
             if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-                annotation, default = tuple[annotation, ...], ()  # type: ignore[valid-type]
+                annotation = tuple[annotation, ...]  # type: ignore[valid-type]
             elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                annotation, default = dict[str, annotation], {}  # type: ignore[valid-type]
-            field_name = f"p{index}"
-            self.aliases[field_name] = parameter.name
-            fields[field_name] = (annotation, Field(default, alias=parameter.name))
+                annotation = dict[str, annotation]  # type: ignore[valid-type]
+            if parameter.default is not inspect.Parameter.empty or parameter.kind in (
+                inspect.Parameter.VAR_POSITIONAL,
+                inspect.Parameter.VAR_KEYWORD,
+            ):
+                annotation = NotRequired[annotation]
+            fields[parameter.name] = annotation
         name = func.__qualname__.replace(".", "_")
-        self.arguments: type[BaseModel] = pydantic.create_model(
-            f"{name}_arguments", __config__=_CONFIG, **fields
-        )
+        arguments = TypedDict(f"{name}_arguments", fields)  # type: ignore[misc]
+        arguments.__pydantic_config__ = _CONFIG  # type: ignore[attr-defined]
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(arguments)
+        self.validate_arguments = adapter.validate_python
+        self.dump_arguments = adapter.dump_python
         returns = _replace_any(hints.get("return", Any))
         self.result: type[BaseModel] = pydantic.create_model(
             f"{name}_result", __config__=_CONFIG, value=(returns, ...)
         )
-        for model in (self.arguments, self.result):
-            model.model_rebuild(raise_errors=True)
-        self.may_hold_nan = any(_holds_models(annotation) for annotation, _ in fields.values())
+        self.result.model_rebuild(raise_errors=True)
+        self.may_hold_nan = any(_holds_models(annotation) for annotation in fields.values())
 
 
 class TaskSignature:
@@ -248,6 +254,8 @@ class TaskSignature:
     def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Map a call's arguments to parameter names, as Python would, or raise."""
         names = self.positional
+        if not kwargs and len(args) <= len(names):
+            return dict(zip(names, args, strict=False))
         if len(args) > len(names) and self.var_positional is None:
             self._reject(
                 f"takes {len(names)} positional argument{'s' * (len(names) != 1)} "
@@ -284,6 +292,8 @@ class TaskSignature:
     ) -> tuple[list[Any], dict[str, Any]]:
         """Turn validated values back into positional and keyword arguments."""
         passed_positionally = self.positional[:positional_count]
+        if len(values) == positional_count and len(passed_positionally) == positional_count:
+            return [values[name] for name in passed_positionally], {}
         args = [values[name] for name in passed_positionally]
         kwargs = {
             name: value
@@ -298,10 +308,10 @@ class TaskSignature:
             kwargs.update(values[self.var_keyword])
         return args, kwargs
 
-    def _validate(self, data: dict[str, Any], *, strict: bool, what: str) -> BaseModel:
-        models = self.build()
+    def _validate(self, data: dict[str, Any], *, strict: bool, what: str) -> dict[str, Any]:
+        models = self._models or self.build()
         try:
-            return models.arguments.model_validate(data, strict=strict)
+            validated: dict[str, Any] = models.validate_arguments(data, strict=strict)
         except ValidationError as error:
             details = error.errors(include_url=False)
             lines = "\n".join(f"  - {line}" for line in describe_errors(details))
@@ -310,18 +320,15 @@ class TaskSignature:
                 task_path=self.task_path,
                 errors=details,
             ) from None
-
-    def _typed_values(self, instance: BaseModel) -> dict[str, Any]:
-        aliases = self.build().aliases
-        return {aliases[field]: getattr(instance, field) for field in instance.model_fields_set}
+        return validated
 
     def bind_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> BoundCall:
         """Validate a call strictly, as at enqueue, and return its typed and JSON forms."""
-        instance = self._validate(self._bind(args, kwargs), strict=True, what="arguments")
-        models = self.build()
-        dumped = instance.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        validated = self._validate(self._bind(args, kwargs), strict=True, what="arguments")
+        models = self._models or self.build()
+        dumped = models.dump_arguments(validated, mode="json")
         json_args, json_kwargs = self._split(dumped, len(args))
-        typed_args, typed_kwargs = self._split(self._typed_values(instance), len(args))
+        typed_args, typed_kwargs = self._split(validated, len(args))
         return BoundCall(
             args=typed_args,
             kwargs=typed_kwargs,
@@ -342,8 +349,8 @@ class TaskSignature:
                 task_path=self.task_path,
             )
         args, kwargs = payload["args"], payload["kwargs"]
-        instance = self._validate(self._bind(args, kwargs), strict=False, what="stored arguments")
-        return self._split(self._typed_values(instance), len(args))
+        validated = self._validate(self._bind(args, kwargs), strict=False, what="stored arguments")
+        return self._split(validated, len(args))
 
     def dump_result(self, value: Any) -> Any:
         """Validate a return value strictly against the annotation; return its JSON form."""

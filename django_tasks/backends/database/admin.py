@@ -56,7 +56,7 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-class ResultChangeList(ChangeList):
+class _ResultChangeList(ChangeList):
     """Leave the large columns out of the list's query; no column shows them."""
 
     def get_queryset(
@@ -94,7 +94,7 @@ class DBTaskResultAdmin(_ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         """Return the change list that leaves payloads out of its query."""
-        return ResultChangeList
+        return _ResultChangeList
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         """Refuse: tasks are enqueued from code, where their arguments are validated."""
@@ -145,7 +145,7 @@ class DBTaskResultAdmin(_ModelAdmin):
     @admin.action(permissions=["change"], description="Re-enqueue selected failed tasks")
     def requeue_failed(self, request: HttpRequest, queryset: QuerySet[DBTaskResult]) -> None:
         """Enqueue each selected FAILED task again as a new row; leave the rest alone."""
-        outcomes = Counter(self._requeue(row) for row in queryset.defer(None))
+        outcomes = Counter(self._requeue(request, row) for row in queryset.defer(None))
         requeued, not_failed = outcomes["requeued"], outcomes["not failed"]
         level = messages.SUCCESS if requeued and not not_failed else messages.WARNING
         self.message_user(
@@ -163,7 +163,8 @@ class DBTaskResultAdmin(_ModelAdmin):
                 messages.ERROR,
             )
 
-    def _requeue(self, row: DBTaskResult) -> str:
+    def _requeue(self, request: HttpRequest, row: DBTaskResult) -> str:
+        """Re-enqueue `row` if it failed, and say what became of it."""
         if row.status != TaskResultStatus.FAILED:
             return "not failed"
         try:
@@ -172,5 +173,6 @@ class DBTaskResultAdmin(_ModelAdmin):
             return "no backend"
         if not isinstance(backend, DatabaseBackend):
             return "no backend"
-        backend.requeue(row)
+        # Logged like an addition, so the admin's history says who enqueued the new row.
+        self.log_addition(request, backend.requeue(row), f"Re-enqueued from task result {row.id}.")
         return "requeued"
