@@ -212,3 +212,19 @@ def test_worker__survives_its_connections_being_terminated(start_worker):
     assert "database_unavailable" in worker.output() or "listen_failed" in worker.output()
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_worker__idle_postgresql_worker_is_woken_by_notify(start_worker):
+    worker = start_worker("--interval", "60")
+    warm_up = on_database(tasks.record_run).enqueue("warm-up")
+    wait_for(lambda: status_of(warm_up.id) == TaskResultStatus.SUCCESSFUL, timeout=70)
+
+    result = on_database(tasks.record_run).enqueue("woken")
+
+    # Polling every 60 s could not pick it up this fast; only the NOTIFY can.
+    wait_for(lambda: status_of(result.id) == TaskResultStatus.SUCCESSFUL, timeout=5)
+    row = DBTaskResult.objects.get(id=result.id)
+    assert (row.started_at - row.enqueued_at).total_seconds() < 1
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0

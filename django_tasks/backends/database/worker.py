@@ -385,7 +385,10 @@ class _PostgresListener:
         deadline = time.monotonic() + timeout
         try:
             if not self._ready:
+                # A task enqueued before LISTEN took effect sent its NOTIFY to nobody:
+                # return at once, so the worker claims again before it waits.
                 self._connect()
+                return True
             while not wake.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
