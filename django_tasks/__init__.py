@@ -31,6 +31,7 @@ from django_tasks.tasks import (
     TASK_MAX_PRIORITY,
     TASK_MIN_PRIORITY,
     Task,
+    TaskArguments,
     task,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "TASK_MAX_PRIORITY",
     "TASK_MIN_PRIORITY",
     "Task",
+    "TaskArguments",
     "TaskContext",
     "TaskError",
     "TaskException",

@@ -6,7 +6,7 @@ import dataclasses
 import importlib
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import (
     TYPE_CHECKING,
@@ -171,6 +171,24 @@ class Task(Generic[P, T]):
         """Validate the arguments and enqueue a call of the task."""
         return await self.get_backend().aenqueue(self, args, kwargs)
 
+    def arguments(self, *args: P.args, **kwargs: P.kwargs) -> TaskArguments[P]:
+        """Return one call's arguments, for `enqueue_many`; type checkers check them."""
+        return TaskArguments(args=args, kwargs=kwargs)
+
+    def enqueue_many(self, calls: Iterable[TaskArguments[P]]) -> list[TaskResult[T]]:
+        """Validate many calls, then enqueue them together (one INSERT on the database).
+
+        `task.enqueue_many(task.arguments(order.id) for order in orders)`. If any call is
+        invalid, `InvalidTask` names each bad call by its index and nothing is enqueued.
+        """
+        pairs = [(call.args, call.kwargs) for call in calls]
+        return self.get_backend().enqueue_many(self, pairs)
+
+    async def aenqueue_many(self, calls: Iterable[TaskArguments[P]]) -> list[TaskResult[T]]:
+        """Validate many calls, then enqueue them together, from async code."""
+        pairs = [(call.args, call.kwargs) for call in calls]
+        return await self.get_backend().aenqueue_many(self, pairs)
+
     def get_result(self, result_id: str) -> TaskResult[T]:
         """Return the result with `result_id`.
 
@@ -233,6 +251,14 @@ class Task(Generic[P, T]):
             worker_ids=["call"],
         )
         return [TaskContext(task_result=running)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskArguments(Generic[P]):
+    """The arguments of one call of a task, made by `Task.arguments(...)`."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
 
 
 class _TaskDecorator(Protocol):

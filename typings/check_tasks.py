@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, assert_type
 
-from django_tasks import Task, TaskResult, task
+from django_tasks import Task, TaskArguments, TaskResult, task
 from django_tasks.backends.base import BaseTaskBackend
 
 
@@ -196,3 +196,18 @@ assert_type(add.get_backend(), BaseTaskBackend)
 # Tasks are frozen: change options with using().
 add.priority = 3  # type: ignore[misc]
 add.queue_name = "other"  # type: ignore[misc]
+
+
+# --- enqueue_many: each call's arguments are checked against the parameters.
+
+add_arguments: TaskArguments[[int, int]] = add.arguments(1, 2)
+assert_type(add.enqueue_many([add.arguments(1, 2), add.arguments(3, b=4)]), list[TaskResult[int]])
+assert_type(fetch.enqueue_many(fetch.arguments(u) for u in ["a", "b"]), list[TaskResult[int]])
+add.arguments("1", 2)  # type: ignore[arg-type]
+add.arguments(1)  # type: ignore[call-arg]
+wrong_calls = [fetch.arguments("x")]
+add.enqueue_many(wrong_calls)  # type: ignore[arg-type]
+
+
+async def enqueue_many_from_async_code() -> None:
+    assert_type(await add.aenqueue_many([add.arguments(1, 2)]), list[TaskResult[int]])

@@ -160,6 +160,44 @@ class BaseTaskBackend(metaclass=ABCMeta):
             return result
         return self.enqueue_prepared(result, data)
 
+    def enqueue_many(
+        self, task: Task[Any, T], calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[results.TaskResult[T]]:
+        """Validate many calls of `task`, then enqueue them together.
+
+        Every call is validated first; if any is invalid, `InvalidTask` names each bad
+        call by its index and nothing is enqueued. `enqueue_on_commit` applies as for
+        `enqueue`, to the whole batch.
+        """
+        prepared: list[tuple[results.TaskResult[T], bytes | str]] = []
+        problems: list[tuple[int, exceptions.InvalidTask]] = []
+        for index, (args, kwargs) in enumerate(calls):
+            try:
+                prepared.append(self.prepare(task, args, kwargs))
+            except exceptions.InvalidTask as error:
+                problems.append((index, error))
+        if problems:
+            raise _many_invalid(task, problems)
+        if self._enqueues_on_commit(task):
+            transaction.on_commit(
+                functools.partial(self.enqueue_prepared_many, prepared),
+                using=self.transaction_alias(),
+            )
+            return [result for result, _ in prepared]
+        return self.enqueue_prepared_many(prepared)
+
+    def enqueue_prepared_many(
+        self, prepared: Sequence[tuple[results.TaskResult[T], bytes | str]]
+    ) -> list[results.TaskResult[T]]:
+        """Store (or run) validated calls; backends that can store many at once override it."""
+        return [self.enqueue_prepared(result, data) for result, data in prepared]
+
+    async def aenqueue_many(
+        self, task: Task[Any, T], calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[results.TaskResult[T]]:
+        """Validate many calls of `task` and enqueue them together, from async code."""
+        return await sync_to_async(self.enqueue_many, thread_sensitive=True)(task, list(calls))
+
     async def aenqueue(
         self, task: Task[Any, T], args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> results.TaskResult[T]:
@@ -193,3 +231,20 @@ class BaseTaskBackend(metaclass=ABCMeta):
     def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
         """Return system-check messages about this backend's configuration."""
         return []
+
+
+def _many_invalid(
+    task: Task[Any, Any], problems: list[tuple[int, exceptions.InvalidTask]]
+) -> exceptions.InvalidTask:
+    lines = [f"call {index}: {error}".replace("\n", "\n  ") for index, error in problems]
+    errors = [
+        {**detail, "loc": ("call", index, *detail.get("loc", ()))}
+        for index, error in problems
+        for detail in error.errors
+    ]
+    return exceptions.InvalidTask(
+        f"{len(problems)} of the calls to task '{task.module_path}' are invalid, so none was "
+        "enqueued:\n" + "\n".join(lines),
+        task_path=task.module_path,
+        errors=errors,
+    )

@@ -361,3 +361,33 @@ def test_checks__report_an_annotation_that_never_resolves():
     ]
     with pytest.raises(InvalidTaskError, match="cannot be resolved"):
         broken_tasks.forward.enqueue(None)
+
+
+def test_enqueue_many__validates_every_call_then_enqueues_them(backend, signal_log):
+    results = tasks.add.enqueue_many(tasks.add.arguments(n, b=n) for n in range(3))
+
+    assert [run(backend, result).return_value for result in results] == [0, 2, 4]
+    assert [event[0] for event in signal_log.events].count("enqueued") == 3
+
+
+def test_enqueue_many__one_bad_call_enqueues_none(backend, signal_log):
+    calls = [tasks.add.arguments(1, 2), tasks.add.arguments("x", 2), tasks.add.arguments(1)]
+
+    with pytest.raises(InvalidTaskError) as caught:
+        tasks.add.enqueue_many(calls)
+
+    assert str(caught.value) == (
+        "2 of the calls to task 'tests.tasks.add' are invalid, so none was enqueued:\n"
+        "call 1: Invalid arguments for task 'tests.tasks.add':\n"
+        "    - 'a': Input should be a valid integer (got str: 'x')\n"
+        "call 2: Invalid arguments for task 'tests.tasks.add':\n"
+        "    - 'b': missing required argument"
+    )
+    assert [e["loc"] for e in caught.value.errors] == [("call", 1, "a"), ("call", 2, "b")]
+    assert signal_log.events == []
+
+
+async def test_aenqueue_many__enqueues(backend, close_thread_connections):
+    results = await tasks.add.aenqueue_many([tasks.add.arguments(1, 1)])
+
+    assert len(results) == 1

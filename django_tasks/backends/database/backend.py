@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,6 +17,7 @@ from pydantic import Field
 
 from django_tasks import _serialization, exceptions, results, signals
 from django_tasks.backends.base import BackendOptions, BaseTaskBackend
+from django_tasks.backends.database import inserts
 from django_tasks.tasks import Task, find_task
 
 if TYPE_CHECKING:
@@ -70,23 +71,18 @@ class DatabaseBackend(BaseTaskBackend):
         self, result: results.TaskResult[T], data: bytes | str
     ) -> results.TaskResult[T]:
         """Insert the call as a READY row and return its result."""
+        return self.enqueue_prepared_many([(result, data)])[0]
+
+    def enqueue_prepared_many(
+        self, prepared: Sequence[tuple[results.TaskResult[T], bytes | str]]
+    ) -> list[results.TaskResult[T]]:
+        """Insert the calls as READY rows: one statement per 500, in one transaction."""
         now = timezone.now()
-        run_after = result.task.run_after
-        if isinstance(run_after, timedelta):  # prepare() resolves it; this keeps types honest
-            run_after = now + run_after
-        self.model.objects.using(self.db_alias()).create(
-            id=result.id,
-            task_path=result.task.module_path,
-            backend_name=self.alias,
-            queue_name=result.task.queue_name,
-            priority=result.task.priority,
-            run_after=run_after,
-            ready_at=run_after or now,
-            enqueued_at=now,
-            args_kwargs=data.decode() if isinstance(data, bytes) else data,
-        )
-        enqueued = result.evolve(enqueued_at=now)
-        signals.task_enqueued.send(type(self), task_result=enqueued)
+        alias = self.db_alias()
+        inserts.insert_ready(alias, self.alias, prepared, now)
+        enqueued = [result.evolve(enqueued_at=now) for result, _ in prepared]
+        for result in enqueued:
+            signals.task_enqueued.send(type(self), task_result=result)
         return enqueued
 
     def requeue(self, row: DBTaskResult) -> DBTaskResult:
