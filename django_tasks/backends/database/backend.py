@@ -145,13 +145,14 @@ class DatabaseBackend(BaseTaskBackend):
         )
 
     def result_from_row(
-        self, row: DBTaskResult, task: Task[Any, T], *, decode: bool = True
+        self, row: DBTaskResult, task: Task[Any, T], *, decode: bool = True, **changes: Any
     ) -> results.TaskResult[T]:
         """Build the result of a row, with arguments and return value in their declared types.
 
         If the stored arguments no longer fit the task's signature, `args` and `kwargs`
         hold their JSON form instead, so the row can still be inspected. With
         `decode=False` they are left empty, for a worker that decodes them as it runs.
+        `changes` override fields read from the row.
         """
         task = self.task_for_row(row, task)
         args, kwargs = self._arguments(row, task) if decode else ([], {})
@@ -160,21 +161,22 @@ class DatabaseBackend(BaseTaskBackend):
             returned = _serialization.loads_result(
                 task.signature, row.return_value, self.serializer
             )
-        return results.TaskResult(
-            task=task,
-            id=str(row.id),
-            status=results.TaskResultStatus(row.status),
-            enqueued_at=row.enqueued_at,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            last_attempted_at=row.last_attempted_at,
-            args=args,
-            kwargs=kwargs,
-            backend=row.backend_name,
-            errors=[results.TaskError(**error) for error in row.errors],
-            worker_ids=row.all_worker_ids(),
-            _return_value=returned,
-        )
+        fields: dict[str, Any] = {
+            "task": task,
+            "id": str(row.id),
+            "status": results.TaskResultStatus(row.status),
+            "enqueued_at": row.enqueued_at,
+            "started_at": row.started_at,
+            "finished_at": row.finished_at,
+            "last_attempted_at": row.last_attempted_at,
+            "args": args,
+            "kwargs": kwargs,
+            "backend": row.backend_name,
+            "errors": [results.TaskError(**error) for error in row.errors],
+            "worker_ids": row.all_worker_ids(),
+            "_return_value": returned,
+        }
+        return results.TaskResult(**(fields | changes))
 
     def _arguments(
         self, row: DBTaskResult, task: Task[Any, Any]

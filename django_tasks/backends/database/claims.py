@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -49,64 +50,74 @@ def claim(scope: Scope, worker_id: str, limit: int, lease: timedelta) -> list[DB
     """Mark up to `limit` due READY rows as RUNNING for `worker_id`, and return them.
 
     SQLite claims with one `UPDATE … RETURNING`, which its single writer makes atomic.
-    PostgreSQL and MySQL/MariaDB lock the rows with `SELECT … FOR UPDATE SKIP LOCKED`
-    in a short transaction, so concurrent workers skip each other's rows, not wait.
+    PostgreSQL locks the rows with `SELECT … FOR UPDATE SKIP LOCKED` inside the same
+    single statement; MySQL/MariaDB, which have no `UPDATE … RETURNING`, do it in a short
+    transaction. Either way concurrent workers skip each other's rows, not wait.
     """
     now = timezone.now()
-    connection = connections[scope.alias]
-    if connection.vendor == "sqlite":
-        ids = _claim_sqlite(scope, worker_id, limit, now, now + lease)
+    if connections[scope.alias].vendor in ("sqlite", "postgresql"):
+        rows = _claim_returning(scope, worker_id, limit, now, now + lease)
     else:
-        with transaction.atomic(using=scope.alias):
-            ids = list(
-                _ready_rows(scope, now)
-                .select_for_update(skip_locked=True)
-                .values_list("id", flat=True)[:limit]
-            )
-            if ids:
-                DBTaskResult.objects.using(scope.alias).filter(id__in=ids).update(
-                    status=RUNNING,
-                    worker_id=worker_id,
-                    lease_expires_at=now + lease,
-                    last_attempted_at=now,
-                    started_at=Coalesce("started_at", Value(now)),
-                )
-    if not ids:
-        return []
-    rows = list(DBTaskResult.objects.using(scope.alias).filter(id__in=ids))
+        rows = _claim_in_transaction(scope, worker_id, limit, now, now + lease)
     rows.sort(key=lambda row: (-row.priority, row.ready_at))
     return rows
 
 
-def _claim_sqlite(
+def _claim_in_transaction(
     scope: Scope, worker_id: str, limit: int, now: datetime, expires: datetime
-) -> list[uuid.UUID]:
+) -> list[DBTaskResult]:
+    with transaction.atomic(using=scope.alias):
+        ids = list(
+            _ready_rows(scope, now)
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        DBTaskResult.objects.using(scope.alias).filter(id__in=ids).update(
+            status=RUNNING,
+            worker_id=worker_id,
+            lease_expires_at=expires,
+            last_attempted_at=now,
+            started_at=Coalesce("started_at", Value(now)),
+        )
+    return list(DBTaskResult.objects.using(scope.alias).filter(id__in=ids))
+
+
+def _claim_returning(
+    scope: Scope, worker_id: str, limit: int, now: datetime, expires: datetime
+) -> list[DBTaskResult]:
     connection = connections[scope.alias]
     quote = connection.ops.quote_name
     adapt = connection.ops.adapt_datetimefield_value
     table = quote(DBTaskResult._meta.db_table)
     queue_filter = ""
-    params: list[Any] = [RUNNING, worker_id, adapt(expires), adapt(now), adapt(now)]
-    params += [READY, scope.backend_name, adapt(now)]
+    set_params: list[Any] = [RUNNING, worker_id, adapt(expires), adapt(now), adapt(now)]
+    pick_params: list[Any] = [READY, scope.backend_name, adapt(now)]
     if scope.queues is not None:
         queue_filter = f"AND queue_name IN ({', '.join(['%s'] * len(scope.queues))})"
-        params += list(scope.queues)
-    params.append(limit)
-    sql = f"""
-        UPDATE {table}
-        SET status = %s, worker_id = %s, lease_expires_at = %s, last_attempted_at = %s,
-            started_at = COALESCE(started_at, %s)
-        WHERE id IN (
-            SELECT id FROM {table}
-            WHERE status = %s AND backend_name = %s AND ready_at <= %s {queue_filter}
-            ORDER BY priority DESC, ready_at
-            LIMIT %s
+        pick_params += list(scope.queues)
+    pick_params.append(limit)
+    pick = (
+        f"SELECT id FROM {table} "
+        f"WHERE status = %s AND backend_name = %s AND ready_at <= %s {queue_filter} "
+        "ORDER BY priority DESC, ready_at LIMIT %s"
+    )
+    assignments = (
+        "status = %s, worker_id = %s, lease_expires_at = %s, last_attempted_at = %s, "
+        f"started_at = COALESCE({table}.started_at, %s)"
+    )
+    if connection.vendor == "postgresql":
+        sql = (
+            f"WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {table} SET {assignments} FROM picked "
+            f"WHERE {table}.id = picked.id RETURNING {table}.*"
         )
-        RETURNING id
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [uuid.UUID(str(row[0])) for row in cursor.fetchall()]
+        params = pick_params + set_params
+    else:
+        sql = f"UPDATE {table} SET {assignments} WHERE id IN ({pick}) RETURNING *"
+        params = set_params + pick_params
+    return list(DBTaskResult.objects.using(scope.alias).raw(sql, params))
 
 
 def renew(scope: Scope, worker_id: str, lease: timedelta) -> int:
@@ -201,3 +212,95 @@ def finish(scope: Scope, worker_id: str, row_id: uuid.UUID, **fields: Any) -> bo
         .filter(id=row_id, status=RUNNING, worker_id=worker_id)
         .update(worker_id=None, lease_expires_at=None, **fields)
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Finished:
+    """The outcome of one attempt, waiting to be written with others."""
+
+    id: uuid.UUID
+    status: str
+    started_at: datetime | None
+    last_attempted_at: datetime
+    finished_at: datetime | None
+    return_value: str | None
+    errors: list[dict[str, Any]]
+    worker_ids: list[str]
+
+
+_FINISHED_COLUMNS = (
+    "id",
+    "status",
+    "started_at",
+    "last_attempted_at",
+    "finished_at",
+    "return_value",
+    "errors",
+    "worker_ids",
+)
+_POSTGRES_CASTS = {
+    "id": "::uuid",
+    "started_at": "::timestamptz",
+    "last_attempted_at": "::timestamptz",
+    "finished_at": "::timestamptz",
+    "return_value": "::text",
+    "errors": "::jsonb",
+    "worker_ids": "::jsonb",
+}
+
+
+def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> int:
+    """Write many finished attempts in one statement; return how many rows were still ours.
+
+    Like `finish`, each row is written only while `worker_id` holds its lease.
+    """
+    if not finished:
+        return 0
+    connection = connections[scope.alias]
+    fields = {field.name: field for field in DBTaskResult._meta.concrete_fields}
+    rows = [
+        [
+            fields[name].get_db_prep_save(getattr(item, name), connection)
+            for name in _FINISHED_COLUMNS
+        ]
+        for item in finished
+    ]
+    sql, params = _finish_many_sql(connection, rows, worker_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def _finish_many_sql(
+    connection: BaseDatabaseWrapper, rows: list[list[Any]], worker_id: str
+) -> tuple[str, list[Any]]:
+    vendor = connection.vendor
+    quote = connection.ops.quote_name
+    table = quote(DBTaskResult._meta.db_table)
+    params = [value for row in rows for value in row]
+    guard = [worker_id, RUNNING]
+    updates = [name for name in _FINISHED_COLUMNS if name != "id"]
+    if vendor == "mysql":
+        first = ", ".join(f"%s AS {quote(name)}" for name in _FINISHED_COLUMNS)
+        rest = ", ".join(["%s"] * len(_FINISHED_COLUMNS))
+        values = " UNION ALL ".join([f"SELECT {first}"] + [f"SELECT {rest}"] * (len(rows) - 1))
+        assignments = ", ".join(f"t.{quote(name)} = v.{quote(name)}" for name in updates)
+        sql = (
+            f"UPDATE {table} t JOIN ({values}) v ON t.{quote('id')} = v.{quote('id')} "
+            f"SET {assignments}, t.worker_id = NULL, t.lease_expires_at = NULL "
+            "WHERE t.worker_id = %s AND t.status = %s"
+        )
+        return sql, params + guard
+    casts = _POSTGRES_CASTS if vendor == "postgresql" else {}
+    row = "(" + ", ".join(["%s"] * len(_FINISHED_COLUMNS)) + ")"
+    names = ", ".join(quote(name) for name in _FINISHED_COLUMNS)
+    assignments = ", ".join(
+        f"{quote(name)} = v.{quote(name)}{casts.get(name, '')}" for name in updates
+    )
+    sql = (
+        f"WITH v ({names}) AS (VALUES {', '.join([row] * len(rows))}) "
+        f"UPDATE {table} SET {assignments}, worker_id = NULL, lease_expires_at = NULL "
+        f"FROM v WHERE {table}.id = v.id{casts.get('id', '')} "
+        f"AND {table}.worker_id = %s AND {table}.status = %s"
+    )
+    return sql, params + guard

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
@@ -35,6 +35,8 @@ from django_tasks.tasks import find_task
 logger = logging.getLogger("django_tasks")
 R = TypeVar("R")
 _DATABASE_DOWN = (OperationalError, InterfaceError)
+FLUSH_ROWS = 100
+FLUSH_SECONDS = 0.2
 
 
 def default_worker_id() -> str:
@@ -81,7 +83,9 @@ class Worker:
         self._outages = 0
         self._thread_state = threading.local()
         self._pending: deque[DBTaskResult] = deque()
-        self._running: dict[concurrent.futures.Future[None], DBTaskResult] = {}
+        self._unwritten: list[claims.Finished] = []
+        self._oldest = 0.0
+        self._running: dict[concurrent.futures.Future[claims.Finished], DBTaskResult] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(
             options.concurrency, thread_name_prefix="django_tasks_worker"
         )
@@ -150,6 +154,7 @@ class Worker:
             free = self.options.concurrency - len(self._running)
             claimed_nothing = False
             if free > 0 and not self._pending:
+                self._flush(force=True)
                 limit = free + self.options.prefetch
                 if self.options.max_tasks is not None:
                     left = self.options.max_tasks - self.tasks_finished - len(self._running)
@@ -161,7 +166,8 @@ class Worker:
                 self._start(self._pending.popleft())
                 free -= 1
             if self._running:
-                self._collect(timeout=0.5)
+                self._collect(timeout=FLUSH_SECONDS)
+                self._flush()
             elif claimed_nothing:
                 if self.options.batch:
                     return
@@ -209,7 +215,9 @@ class Worker:
         )
         for future in done:
             self._running.pop(future)
-            future.result()
+            if not self._unwritten:
+                self._oldest = time.monotonic()
+            self._unwritten.append(future.result())
             self.tasks_finished += 1
 
     def _drain(self) -> None:
@@ -219,6 +227,8 @@ class Worker:
             self._pending.clear()
         while self._running and not self.forced:
             self._collect(timeout=0.2)
+            self._flush()
+        self._flush(force=True)
         if self.forced and self._running:
             for row in list(self._running.values()):
                 reason = (
@@ -235,75 +245,75 @@ class Worker:
                     expected_lease=None,
                 )
 
-    def _execute(self, row: DBTaskResult) -> None:
-        """Run one claimed row in a pool thread and record how it ended."""
+    def _execute(self, row: DBTaskResult) -> claims.Finished:
+        """Run one claimed row in a pool thread; return its outcome, to be written in a batch."""
         if getattr(self._thread_state, "outages", 0) != self._outages:
             self._thread_state.outages = self._outages
             connections.close_all()
         start = timezone.now()
+        started_at = row.started_at if row.worker_ids else start
         try:
             task = find_task(row.task_path)
-            running = self.backend.result_from_row(row, task, decode=False).evolve(
-                started_at=row.started_at if row.worker_ids else start,
-                last_attempted_at=start,
+            running = self.backend.result_from_row(
+                row, task, decode=False, started_at=started_at, last_attempted_at=start
             )
         except exceptions.InvalidTask as error:
-            self._fail_unrunnable(row, error, start)
-            return
-        finally:
-            _tidy_connections()
+            logger.error("task_unrunnable id=%s task=%s error=%s", row.id, row.task_path, error)
+            failure = dataclasses.asdict(results.TaskError.from_exception(error))
+            return self._finished(row, start, started_at, "FAILED", None, [*row.errors, failure])
         signals.task_started.send(type(self.backend), task_result=running)
         try:
             outcome = _execution.execute(self.backend, running, row.args_kwargs, propagate=())
         finally:
             _tidy_connections()
-        self._record(row, outcome.result, outcome.return_data, start)
+        result, data = outcome.result, outcome.return_data
+        errors = [dataclasses.asdict(error) for error in result.errors]
+        returned = data.decode() if isinstance(data, bytes) else data
+        return self._finished(row, start, started_at, result.status, returned, errors)
 
-    def _record(
+    def _finished(
         self,
         row: DBTaskResult,
-        result: results.TaskResult[Any],
-        return_data: bytes | str | None,
-        start: Any,
-    ) -> None:
-        fields = {
-            "status": result.status,
-            "finished_at": result.finished_at,
-            "started_at": row.started_at if row.worker_ids else start,
-            "last_attempted_at": start,
-            "return_value": return_data.decode() if isinstance(return_data, bytes) else return_data,
-            "errors": [dataclasses.asdict(error) for error in result.errors],
-            "worker_ids": [*row.worker_ids, self.worker_id],
-        }
-        kept = self._database(
-            "finish", claims.finish, self.scope, self.worker_id, row.id, retry=True, **fields
-        )
-        if not kept:
-            logger.warning(
-                "task_lease_lost id=%s task=%s worker_id=%s: another worker took the task "
-                "back before this attempt finished; its outcome was not recorded",
-                row.id,
-                row.task_path,
-                self.worker_id,
-            )
-
-    def _fail_unrunnable(self, row: DBTaskResult, error: Exception, start: Any) -> None:
-        logger.error("task_unrunnable id=%s task=%s error=%s", row.id, row.task_path, error)
-        failure = results.TaskError.from_exception(error)
-        self._database(
-            "finish",
-            claims.finish,
-            self.scope,
-            self.worker_id,
-            row.id,
-            retry=True,
-            status=results.TaskResultStatus.FAILED,
-            finished_at=timezone.now(),
-            started_at=row.started_at if row.worker_ids else start,
+        start: datetime,
+        started_at: datetime | None,
+        status: str,
+        return_value: str | None,
+        errors: list[dict[str, Any]],
+    ) -> claims.Finished:
+        return claims.Finished(
+            id=row.id,
+            status=status,
+            started_at=started_at,
             last_attempted_at=start,
-            errors=[*row.errors, dataclasses.asdict(failure)],
+            finished_at=timezone.now(),
+            return_value=return_value,
+            errors=errors,
             worker_ids=[*row.worker_ids, self.worker_id],
         )
+
+    def _flush(self, *, force: bool = False) -> None:
+        """Write finished attempts in one statement: when asked, or once 100 or 0.2 s old.
+
+        Until written, their rows stay RUNNING under this worker's renewed lease; if the
+        worker dies first, the tasks run again elsewhere, as at-least-once allows.
+        """
+        unwritten = self._unwritten
+        if not unwritten:
+            return
+        due = len(unwritten) >= FLUSH_ROWS or time.monotonic() - self._oldest >= FLUSH_SECONDS
+        if not (force or due):
+            return
+        self._unwritten = []
+        kept = self._database(
+            "finish", claims.finish_many, self.scope, self.worker_id, unwritten, retry=True
+        )
+        if kept is not None and kept < len(unwritten):
+            logger.warning(
+                "task_lease_lost worker_id=%s lost=%d: another worker took tasks back before "
+                "their attempts were written; those outcomes were not recorded",
+                self.worker_id,
+                len(unwritten) - kept,
+            )
 
     def _heartbeat(self) -> None:
         """Renew this worker's leases and take back expired ones, until the worker stops."""
