@@ -73,9 +73,9 @@ def execute(
     """Run a started attempt from its stored arguments and return how it ended.
 
     Any exception from decoding, from the task or from its return value fails the
-    result, `SystemExit` and `MemoryError` included. Those in `propagate` fail it too,
-    then propagate: by default `KeyboardInterrupt`, so Ctrl-C stops a process running
-    tasks in line; a worker, which handles its own signals, propagates nothing.
+    result, `SystemExit` and `MemoryError` included. Those in `propagate` are not
+    recorded and propagate: by default `KeyboardInterrupt`, so Ctrl-C stops a process
+    running tasks in line, as in `django.tasks`.
     """
     task = running.task
     signature = task.signature
@@ -88,11 +88,10 @@ def execute(
         value = _call(task.func, args, kwargs)
         return_data = _serialization.dumps_result(signature, value, serializer)
         returned = _serialization.loads_result(signature, return_data, serializer)
+    except propagate:
+        raise
     except BaseException as error:
-        outcome = fail(backend, running, error)
-        if isinstance(error, propagate):
-            raise
-        return outcome
+        return fail(backend, running, error)
     succeeded = running.evolve(
         status=results.TaskResultStatus.SUCCESSFUL,
         finished_at=timezone.now(),

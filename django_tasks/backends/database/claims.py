@@ -268,7 +268,10 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
     sql, params = _finish_many_sql(connection, rows, worker_id)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return int(cursor.rowcount)
+        if connection.vendor == "mysql":
+            return int(cursor.rowcount)
+        # sqlite3 reports no rowcount for a statement that starts with WITH.
+        return len(cursor.fetchall())
 
 
 def _finish_many_sql(
@@ -301,6 +304,6 @@ def _finish_many_sql(
         f"WITH v ({names}) AS (VALUES {', '.join([row] * len(rows))}) "
         f"UPDATE {table} SET {assignments}, worker_id = NULL, lease_expires_at = NULL "
         f"FROM v WHERE {table}.id = v.id{casts.get('id', '')} "
-        f"AND {table}.worker_id = %s AND {table}.status = %s"
+        f"AND {table}.worker_id = %s AND {table}.status = %s RETURNING {table}.id"
     )
     return sql, params + guard

@@ -39,6 +39,10 @@ FLUSH_ROWS = 100
 FLUSH_SECONDS = 0.2
 
 
+class ForcedStop(BaseException):
+    """Raised in a task running in the worker's main thread when a second signal arrives."""
+
+
 def default_worker_id() -> str:
     """Return `host:pid`, unique among the workers of one database."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -84,6 +88,10 @@ class Worker:
         self._thread_state = threading.local()
         self._pending: deque[DBTaskResult] = deque()
         self._unwritten: list[claims.Finished] = []
+        # With concurrency 1, tasks run in the main thread: no hand-off between threads.
+        self._inline = options.concurrency == 1
+        self._inline_row: DBTaskResult | None = None
+        self._interrupted: DBTaskResult | None = None
         self._oldest = 0.0
         self._running: dict[concurrent.futures.Future[claims.Finished], DBTaskResult] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -107,9 +115,15 @@ class Worker:
         self._wake.set()
 
     def stop_now(self) -> None:
-        """Stop at once: hand back every claimed task, running or not, and return."""
+        """Stop at once: hand back every claimed task, running or not, and return.
+
+        Called from a signal handler while a task runs in the main thread (concurrency
+        1), it interrupts the task by raising `ForcedStop` there.
+        """
         self._forced.set()
         self.request_stop()
+        if self._inline_row is not None and threading.current_thread() is threading.main_thread():
+            raise ForcedStop
 
     def run(self) -> None:
         """Claim and run tasks until stopped, `--batch` drains, or `--max-tasks` is reached."""
@@ -127,7 +141,8 @@ class Worker:
             if self.options.startup_delay:
                 self._wake.wait(random.uniform(0, self.options.interval))
             self._database("reclaim", self._reclaim)
-            self._loop()
+            with contextlib.suppress(ForcedStop):
+                self._loop()
             self._drain()
         finally:
             self._stopping.set()
@@ -162,7 +177,9 @@ class Worker:
                 rows = (self._database("claim", self._claim, limit) or []) if limit > 0 else []
                 self._pending.extend(rows)
                 claimed_nothing = not rows
-            while free > 0 and self._pending:
+            if self._inline:
+                self._run_inline()
+            while free > 0 and self._pending and not self._inline:
                 self._start(self._pending.popleft())
                 free -= 1
             if self._running:
@@ -203,6 +220,29 @@ class Worker:
             self._wake.wait(self.options.interval)
         self._wake.clear()
 
+    def _run_inline(self) -> None:
+        """Run the claimed rows one by one in this thread, until stopped or at the limit."""
+        while self._pending and not self._stopping.is_set() and not self._limit_reached():
+            row = self._pending.popleft()
+            self._inline_row = row
+            try:
+                finished = self._execute(row)
+            except ForcedStop:
+                self._interrupted = row
+                raise
+            finally:
+                self._inline_row = None
+            self._add_finished(finished)
+            self._flush()
+        if not self._pending and not self._stopping.is_set() and self._unwritten:
+            self._flush(force=True)
+
+    def _add_finished(self, finished: claims.Finished) -> None:
+        if not self._unwritten:
+            self._oldest = time.monotonic()
+        self._unwritten.append(finished)
+        self.tasks_finished += 1
+
     def _start(self, row: DBTaskResult) -> None:
         future = self._pool.submit(self._execute, row)
         self._running[future] = row
@@ -215,10 +255,7 @@ class Worker:
         )
         for future in done:
             self._running.pop(future)
-            if not self._unwritten:
-                self._oldest = time.monotonic()
-            self._unwritten.append(future.result())
-            self.tasks_finished += 1
+            self._add_finished(future.result())
 
     def _drain(self) -> None:
         """After a stop request: hand back unstarted rows, wait for the running ones."""
@@ -229,8 +266,9 @@ class Worker:
             self._collect(timeout=0.2)
             self._flush()
         self._flush(force=True)
-        if self.forced and self._running:
-            for row in list(self._running.values()):
+        interrupted = [self._interrupted] if self._interrupted else []
+        if self.forced and (self._running or interrupted):
+            for row in [*self._running.values(), *interrupted]:
                 reason = (
                     f"Worker {self.worker_id} was stopped at once by a second signal "
                     "while the task ran; the attempt was abandoned."
@@ -263,7 +301,9 @@ class Worker:
             return self._finished(row, start, started_at, "FAILED", None, [*row.errors, failure])
         signals.task_started.send(type(self.backend), task_result=running)
         try:
-            outcome = _execution.execute(self.backend, running, row.args_kwargs, propagate=())
+            outcome = _execution.execute(
+                self.backend, running, row.args_kwargs, propagate=(ForcedStop,)
+            )
         finally:
             _tidy_connections()
         result, data = outcome.result, outcome.return_data
