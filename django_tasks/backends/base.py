@@ -119,19 +119,37 @@ class BaseTaskBackend(metaclass=ABCMeta):
         return str(uuid.uuid4())
 
     def prepare(
-        self, task: Task[Any, T], args: Sequence[Any], kwargs: Mapping[str, Any]
+        self,
+        task: Task[Any, T],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        enqueued_at: datetime | None = None,
     ) -> tuple[results.TaskResult[T], bytes | str]:
         """Validate a call and return its READY result and its JSON payload."""
+        return self._prepare_call(self._resolve(task), args, kwargs, enqueued_at)
+
+    def _resolve(self, task: Task[Any, T]) -> Task[Any, T]:
+        """Validate `task` here, and turn a `run_after` timedelta into a time."""
         self.validate_task(task)
         if isinstance(task.run_after, timedelta):
             task = dataclasses.replace(task, run_after=timezone.now() + task.run_after)
+        return task
+
+    def _prepare_call(
+        self,
+        task: Task[Any, T],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        enqueued_at: datetime | None,
+    ) -> tuple[results.TaskResult[T], bytes | str]:
         bound = task.signature.bind_call(args, kwargs)
         data = _serialization.dumps_call(task.module_path, bound, self.serializer)
         result = results.TaskResult(
             task=task,
             id=self.new_result_id(),
             status=results.TaskResultStatus.READY,
-            enqueued_at=None,
+            enqueued_at=enqueued_at,
             started_at=None,
             finished_at=None,
             last_attempted_at=None,
@@ -151,8 +169,10 @@ class BaseTaskBackend(metaclass=ABCMeta):
         its id only resolves with `get_result` after the commit. If the transaction rolls
         back, the task is never enqueued.
         """
-        result, data = self.prepare(task, args, kwargs)
-        if self._enqueues_on_commit(task):
+        on_commit = self._enqueues_on_commit(task)
+        now = None if on_commit else timezone.now()
+        result, data = self.prepare(task, args, kwargs, enqueued_at=now)
+        if on_commit:
             transaction.on_commit(
                 functools.partial(self.enqueue_prepared, result, data),
                 using=self.transaction_alias(),
@@ -171,14 +191,17 @@ class BaseTaskBackend(metaclass=ABCMeta):
         """
         prepared: list[tuple[results.TaskResult[T], bytes | str]] = []
         problems: list[tuple[int, exceptions.InvalidTask]] = []
+        task = self._resolve(task)
+        on_commit = self._enqueues_on_commit(task)
+        now = None if on_commit else timezone.now()
         for index, (args, kwargs) in enumerate(calls):
             try:
-                prepared.append(self.prepare(task, args, kwargs))
+                prepared.append(self._prepare_call(task, args, kwargs, now))
             except exceptions.InvalidTask as error:
                 problems.append((index, error))
         if problems:
             raise _many_invalid(task, problems)
-        if self._enqueues_on_commit(task):
+        if on_commit:
             transaction.on_commit(
                 functools.partial(self.enqueue_prepared_many, prepared),
                 using=self.transaction_alias(),
@@ -213,6 +236,11 @@ class BaseTaskBackend(metaclass=ABCMeta):
     def transaction_alias(self) -> str | None:
         """Return the database alias whose commit `enqueue_on_commit` waits for."""
         return None
+
+    @staticmethod
+    def stamp(result: results.TaskResult[T]) -> results.TaskResult[T]:
+        """Return `result` with `enqueued_at` set (now, unless it was set at validation)."""
+        return result if result.enqueued_at else result.evolve(enqueued_at=timezone.now())
 
     @abstractmethod
     def enqueue_prepared(

@@ -35,10 +35,10 @@ class DummyBackend(BaseTaskBackend):
         self, result: results.TaskResult[T], data: bytes | str
     ) -> results.TaskResult[T]:
         """Store the call and return its READY result."""
-        enqueued = result.evolve(enqueued_at=timezone.now())
+        enqueued = self.stamp(result)
         self.results.append(enqueued)
         self._payloads[enqueued.id] = data
-        signals.task_enqueued.send(type(self), task_result=enqueued)
+        signals.send_enqueued(type(self), enqueued)
         return enqueued
 
     def get_result(self, result_id: str) -> results.TaskResult[Any]:

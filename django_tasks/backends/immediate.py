@@ -6,8 +6,6 @@ import uuid
 from collections import OrderedDict
 from typing import Any, ClassVar, TypeVar
 
-from django.utils import timezone
-
 from django_tasks import _execution, exceptions, results, signals
 from django_tasks.backends.base import BaseTaskBackend
 
@@ -39,8 +37,8 @@ class ImmediateBackend(BaseTaskBackend):
         self, result: results.TaskResult[T], data: bytes | str
     ) -> results.TaskResult[T]:
         """Run the call now and return its finished result."""
-        enqueued = result.evolve(enqueued_at=timezone.now())
-        signals.task_enqueued.send(type(self), task_result=enqueued)
+        enqueued = self.stamp(result)
+        signals.send_enqueued(type(self), enqueued)
         running = _execution.start(self, enqueued, self.worker_id)
         finished: results.TaskResult[T] = _execution.execute(self, running, data).result
         self._results[finished.id] = finished

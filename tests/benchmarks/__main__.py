@@ -1,4 +1,4 @@
-"""Run benchmarks by name: `python -m tests.benchmarks [NAME ...] [--json PATH]`."""
+"""Run benchmarks by name: `python -m tests.benchmarks [NAME ...] [--json PATH] [--quick]`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.benchmarks import BENCHMARKS
 from tests.benchmarks._harness import BenchSettings
+from tests.benchmarks.database_queue import DATABASES
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -26,23 +27,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers here")
-    defaults = BenchSettings()
     parser.add_argument(
-        "--repeat", type=int, default=defaults.repeat, help="timed runs per case (median shown)"
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed runs per case (median shown; default: the benchmark's own, 1 with --quick)",
     )
     parser.add_argument(
         "--min-time",
         type=float,
-        default=defaults.min_time,
-        help="seconds each timed run lasts at least",
+        default=None,
+        help="seconds each timed micro-benchmark run lasts at least (default: 0.2)",
     )
+    parser.add_argument(
+        "--databases",
+        default="",
+        metavar="NAMES",
+        help=f"comma-separated databases for the queue benchmark (default: {','.join(DATABASES)})",
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run, for CI smoke use")
     options = parser.parse_args(argv)
     unknown = [name for name in options.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    if options.repeat < 1 or options.min_time <= 0:
+    if (options.repeat is not None and options.repeat < 1) or (
+        options.min_time is not None and options.min_time <= 0
+    ):
         parser.error("--repeat must be at least 1 and --min-time positive")
+    options.databases = tuple(name for name in options.databases.split(",") if name)
+    unknown = [name for name in options.databases if name not in DATABASES]
+    if unknown:
+        parser.error(f"unknown database {', '.join(unknown)}; choose from {', '.join(DATABASES)}")
     return options
+
+
+def settings_for(module: Any, options: argparse.Namespace) -> BenchSettings:
+    """Return the settings of one benchmark: the options, else its defaults."""
+    repeat = options.repeat or (1 if options.quick else getattr(module, "DEFAULT_REPEAT", 5))
+    min_time = options.min_time or (0.05 if options.quick else 0.2)
+    return BenchSettings(
+        repeat=repeat, min_time=min_time, quick=options.quick, databases=options.databases
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,15 +76,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     import django
 
     django.setup()
-    settings = BenchSettings(repeat=options.repeat, min_time=options.min_time)
     results: dict[str, Any] = {}
     for name in options.names or list(BENCHMARKS):
         module = importlib.import_module(BENCHMARKS[name])
-        results[name] = module.run(settings)
+        results[name] = module.run(settings_for(module, options))
     if options.json is not None:
         options.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {options.json}")
-    return 0
+    failed = [name for name, result in results.items() if result.get("problems")]
+    if failed:
+        print(f"\nproblems found by: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ class BenchSettings:
     """Seconds each timed run should last at least; sets the number of loops per run."""
     warmup: int = 200
     """Untimed calls before timing, so caches and lazily built models are warm."""
+    quick: bool = False
+    """A short run for CI smoke use: less work, fewer repeats."""
+    databases: tuple[str, ...] = ()
+    """The databases to run on, for benchmarks that use one; empty means every one."""
 
 
 @dataclass(frozen=True)

@@ -76,12 +76,14 @@ class DatabaseBackend(BaseTaskBackend):
         self, prepared: Sequence[tuple[results.TaskResult[T], bytes | str]]
     ) -> list[results.TaskResult[T]]:
         """Insert the calls as READY rows: one statement per 500, in one transaction."""
-        now = timezone.now()
-        alias = self.db_alias()
-        inserts.insert_ready(alias, self.alias, prepared, now)
-        enqueued = [result.evolve(enqueued_at=now) for result, _ in prepared]
+        enqueued = [self.stamp(result) for result, _ in prepared]
+        inserts.insert_ready(
+            self.db_alias(),
+            self.alias,
+            [(e, d) for e, (_, d) in zip(enqueued, prepared, strict=True)],
+        )
         for result in enqueued:
-            signals.task_enqueued.send(type(self), task_result=result)
+            signals.send_enqueued(type(self), result)
         return enqueued
 
     def requeue(self, row: DBTaskResult) -> DBTaskResult:
