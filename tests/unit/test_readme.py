@@ -16,7 +16,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from django_tasks import TaskResultStatus
+from django_tasks import InvalidTaskError, TaskResultStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 SNIPPET = re.compile(r"<!-- readme-test: (\S+) -->\n```\w+\n(.*?)```", re.DOTALL)
@@ -79,7 +79,7 @@ def test_readme__enqueue_many(shop):
 def test_readme__validation_error_is_the_real_message(shop):
     expression, expected = parse_pycon(snippets()["validation-error"])
 
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(InvalidTaskError) as caught:
         eval(expression, namespace(shop))
 
     error = caught.value
