@@ -11,6 +11,7 @@ from django_tasks.exceptions import (
     InvalidTaskBackendError,
     InvalidTaskError,
     ResultDoesNotExist,
+    Retry,
     TaskException,
     TaskResultDoesNotExist,
     TaskResultMismatch,
@@ -22,7 +23,8 @@ from django_tasks.results import (
     TaskResult,
     TaskResultStatus,
 )
-from django_tasks.signals import task_enqueued, task_finished, task_started
+from django_tasks.retries import RetryPolicy
+from django_tasks.signals import task_enqueued, task_finished, task_retried, task_started
 from django_tasks.tasks import (
     DEFAULT_QUEUE_NAME,
     DEFAULT_TASK_BACKEND_ALIAS,
@@ -47,6 +49,8 @@ __all__ = [
     "InvalidTaskError",
     "ResultDoesNotExist",
     "ResultStatus",
+    "Retry",
+    "RetryPolicy",
     "TASK_MAX_PRIORITY",
     "TASK_MIN_PRIORITY",
     "Task",
@@ -64,6 +68,7 @@ __all__ = [
     "task_backends",
     "task_enqueued",
     "task_finished",
+    "task_retried",
     "task_started",
     "tasks",
 ]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from django_tasks import _serialization, results, signals
+from django_tasks import _serialization, exceptions, results, retries, signals
 
 if TYPE_CHECKING:
     from django_tasks.backends.base import BaseTaskBackend
@@ -29,6 +30,8 @@ class Outcome:
 
     result: results.TaskResult[Any]
     return_data: bytes | str | None
+    retry_at: datetime | None = None
+    """When a failed attempt is to be tried again; None when the result is final."""
 
 
 def _call(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -63,6 +66,19 @@ def fail(backend: BaseTaskBackend, result: results.TaskResult[T], error: BaseExc
     return Outcome(failed, None)
 
 
+def retry(
+    backend: BaseTaskBackend, result: results.TaskResult[T], error: BaseException, wait: timedelta
+) -> Outcome:
+    """Put `result` back to READY with `error` appended, due after `wait`; send `task_retried`."""
+    retry_at = timezone.now() + wait
+    waiting = result.evolve(
+        status=results.TaskResultStatus.READY,
+        errors=[*result.errors, results.TaskError.from_exception(error)],
+    )
+    signals.task_retried.send(type(backend), task_result=waiting, retry_at=retry_at)
+    return Outcome(waiting, None, retry_at)
+
+
 def execute(
     backend: BaseTaskBackend,
     running: results.TaskResult[Any],
@@ -91,6 +107,11 @@ def execute(
     except propagate:
         raise
     except BaseException as error:
+        policy = task.retry
+        if policy is None and isinstance(error, exceptions.Retry):
+            policy = retries.DEFAULT_POLICY
+        if policy is not None and policy.retries(error, running.attempts):
+            return retry(backend, running, error, policy.wait(running.attempts, error))
         return fail(backend, running, error)
     succeeded = running.evolve(
         status=results.TaskResultStatus.SUCCESSFUL,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
@@ -28,6 +29,14 @@ class InvalidTask(TaskException):
         super().__init__(message)
         self.task_path = task_path
         self.errors: list[dict[str, Any]] = [dict(error) for error in errors]
+
+
+class Retry(TaskException):
+    """Raise in a task to have it tried again, after `delay` or its policy's wait."""
+
+    def __init__(self, message: str | None = None, *, delay: timedelta | None = None) -> None:
+        super().__init__(message or "The task asked to be tried again.")
+        self.delay = delay
 
 
 class WorkerLost(TaskException):

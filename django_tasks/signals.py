@@ -20,7 +20,13 @@ task_enqueued = Signal()
 task_started = Signal()
 """Sent when a worker starts an attempt of a task."""
 task_finished = Signal()
-"""Sent when an attempt ends, whether the task failed or succeeded."""
+"""Sent when a task ends, whether it failed or succeeded."""
+task_retried = Signal()
+"""Sent instead of `task_finished` when a failed attempt will be tried again.
+
+Receivers get `task_result` (READY, the attempt's error last in `errors`) and
+`retry_at`, the earliest time of the next attempt.
+"""
 
 
 @receiver(setting_changed)
@@ -71,4 +77,18 @@ def _log_finished(sender: type, task_result: results.TaskResult[Any], **kwargs: 
         f" error={task_result.errors[-1].exception_class_path}"
         if failed and task_result.errors
         else "",
+    )
+
+
+@receiver(task_retried)
+def _log_retried(
+    sender: type, task_result: results.TaskResult[Any], retry_at: Any, **kwargs: Any
+) -> None:
+    logger.warning(
+        "task_retried id=%s task=%s attempt=%d error=%s retry_at=%s",
+        task_result.id,
+        task_result.task.module_path,
+        task_result.attempts,
+        task_result.errors[-1].exception_class_path if task_result.errors else "-",
+        retry_at.isoformat(),
     )

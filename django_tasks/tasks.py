@@ -24,6 +24,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from typing_extensions import TypeIs
 
 from django_tasks import _signatures, exceptions
+from django_tasks.retries import RetryPolicy
 
 if TYPE_CHECKING:
     from django_tasks.backends.base import BaseTaskBackend
@@ -116,6 +117,8 @@ class Task(Generic[P, T]):
     takes_context: bool = False
     enqueue_on_commit: bool | None = None
     """Enqueue when the current transaction commits; None follows the backend's setting."""
+    retry: RetryPolicy | None = None
+    """When to try the task again after it fails; None tries once (see `RetryPolicy`)."""
 
     def __post_init__(self) -> None:
         self.get_backend().validate_task(self)
@@ -144,6 +147,7 @@ class Task(Generic[P, T]):
         queue_name: str | None = None,
         run_after: datetime | timedelta | None = None,
         backend: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Task[P, T]:
         """Return a copy of the task with other defaults, validated against its backend."""
         changes: dict[str, Any] = {
@@ -151,6 +155,7 @@ class Task(Generic[P, T]):
             "queue_name": queue_name,
             "run_after": run_after,
             "backend": backend,
+            "retry": retry,
         }
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -291,6 +296,7 @@ def task(
     backend: str = ...,
     enqueue_on_commit: bool | None = ...,
     takes_context: Literal[False] = ...,
+    retry: RetryPolicy | None = ...,
 ) -> _TaskDecorator: ...
 @overload
 def task(
@@ -300,6 +306,7 @@ def task(
     backend: str = ...,
     enqueue_on_commit: bool | None = ...,
     takes_context: Literal[True],
+    retry: RetryPolicy | None = ...,
 ) -> _ContextTaskDecorator: ...
 def task(
     function: Callable[..., Any] | None = None,
@@ -310,6 +317,7 @@ def task(
     backend: str = DEFAULT_TASK_BACKEND_ALIAS,
     enqueue_on_commit: bool | None = None,
     takes_context: bool = False,
+    retry: RetryPolicy | None = None,
 ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
     """Turn a module-level function into a `Task`, as `@task` or `@task(...)`.
 
@@ -335,6 +343,7 @@ def task(
             backend=backend,
             takes_context=takes_context,
             enqueue_on_commit=enqueue_on_commit,
+            retry=retry,
         )
         _registry[new_task.module_path] = new_task
         return new_task

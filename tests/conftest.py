@@ -65,6 +65,7 @@ def signal_log() -> Iterator[SignalLog]:
         signals.task_enqueued: log.receiver("enqueued"),
         signals.task_started: log.receiver("started"),
         signals.task_finished: log.receiver("finished"),
+        signals.task_retried: log.receiver("retried"),
     }
     for signal, receiver in receivers.items():
         signal.connect(receiver, weak=False)

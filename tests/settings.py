@@ -40,7 +40,8 @@ def database_from_url(url: str) -> dict[str, object]:
         path = parts.path[1:] if parts.path.startswith("//") else parts.path.lstrip("/")
         test_path = os.environ.get(
             "TASKS_SQLITE_TEST_PATH",
-            os.path.join(tempfile.gettempdir(), f"django_tasks_test_{os.getuid()}.sqlite3"),
+            # One per process, so concurrent test runs never share a file.
+            os.path.join(tempfile.gettempdir(), f"django_tasks_test_{os.getpid()}.sqlite3"),
         )
         return {
             "ENGINE": engines["sqlite"],

@@ -13,7 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from django_tasks import TaskContext, task
+from django_tasks import Retry, RetryPolicy, TaskContext, task
 
 
 class Colour(enum.Enum):
@@ -238,3 +238,41 @@ def typed_roundtrip(items: list[LineItem], customer: Customer, when: datetime) -
         "customer": customer,
         "amount": sum((item.price for item in items), Decimal(0)),
     }
+
+
+@task(takes_context=True, retry=RetryPolicy(max_attempts=3, delay=timedelta(0)))
+def flaky(context: TaskContext[int], succeed_on: int) -> int:
+    """Fail with ConnectionError until attempt `succeed_on`, then return the attempt."""
+    if context.attempt < succeed_on:
+        raise ConnectionError(f"attempt {context.attempt} failed")
+    return context.attempt
+
+
+@task(retry=RetryPolicy(max_attempts=5, retry_on=(ConnectionError,), delay=timedelta(0)))
+def not_retryable(message: str) -> None:
+    """Raise an exception the policy does not retry."""
+    raise ValueError(message)
+
+
+@task(takes_context=True)
+def asks_for_retry(context: TaskContext[int]) -> int:
+    """Ask for another attempt once, with no policy of its own."""
+    if context.attempt == 1:
+        raise Retry("not yet", delay=timedelta(0))
+    return context.attempt
+
+
+@task(
+    takes_context=True,
+    retry=RetryPolicy(max_attempts=3, delay=timedelta(seconds=0.3), backoff=2),
+)
+def backs_off(context: TaskContext[str], key: str) -> int:
+    """Record each attempt's time, failing until the third."""
+    import os
+
+    from tests.models import Run
+
+    Run.objects.create(key=f"{key}:{context.attempt}", pid=os.getpid())
+    if context.attempt < 3:
+        raise ConnectionError("try later")
+    return context.attempt

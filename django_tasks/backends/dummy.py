@@ -71,8 +71,13 @@ class DummyBackend(BaseTaskBackend):
         return [self._run(result) for result in due]
 
     def _run(self, result: results.TaskResult[Any]) -> results.TaskResult[Any]:
-        running = _execution.start(self, result, self.worker_id)
-        finished = _execution.execute(self, running, self._payloads[result.id]).result
+        data = self._payloads[result.id]
+        outcome = _execution.execute(self, _execution.start(self, result, self.worker_id), data)
+        while outcome.retry_at is not None:  # retried in line, without waiting
+            outcome = _execution.execute(
+                self, _execution.start(self, outcome.result, self.worker_id), data
+            )
+        finished = outcome.result
         self.results[self.results.index(result)] = finished
         return finished
 

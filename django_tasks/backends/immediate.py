@@ -39,8 +39,12 @@ class ImmediateBackend(BaseTaskBackend):
         """Run the call now and return its finished result."""
         enqueued = self.stamp(result)
         signals.send_enqueued(type(self), enqueued)
-        running = _execution.start(self, enqueued, self.worker_id)
-        finished: results.TaskResult[T] = _execution.execute(self, running, data).result
+        outcome = _execution.execute(self, _execution.start(self, enqueued, self.worker_id), data)
+        while outcome.retry_at is not None:  # retried in line, without waiting
+            outcome = _execution.execute(
+                self, _execution.start(self, outcome.result, self.worker_id), data
+            )
+        finished: results.TaskResult[T] = outcome.result
         self._results[finished.id] = finished
         while len(self._results) > self.max_results:
             self._results.popitem(last=False)

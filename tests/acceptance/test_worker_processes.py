@@ -228,3 +228,19 @@ def test_worker__idle_postgresql_worker_is_woken_by_notify(start_worker):
     assert (row.started_at - row.enqueued_at).total_seconds() < 1
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
+
+
+def test_worker__retries_with_backoff_then_succeeds(start_worker):
+    result = on_database(tasks.backs_off).enqueue("retry")
+    worker = start_worker("--interval", "0.1")
+
+    wait_for(lambda: status_of(result.id) == TaskResultStatus.SUCCESSFUL, timeout=30)
+
+    finished = result.refresh()
+    assert (finished.attempts, len(finished.errors), finished.return_value) == (3, 2, 3)
+    times = [Run.objects.get(key=f"retry:{attempt}").created_at for attempt in (1, 2, 3)]
+    assert (times[1] - times[0]).total_seconds() >= 0.3
+    assert (times[2] - times[1]).total_seconds() >= 0.6
+    assert "task_retried" in worker.output()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0

@@ -1,8 +1,9 @@
-"""Real `db_worker` processes for the queue benchmark: start, reap with rusage, kill.
+"""Real `db_worker` processes for the queue benchmark: start, watch, reap, kill.
 
-A process is reaped with `os.wait4`, which returns that process's own resource usage,
-so peak RSS is known per worker; the process's CPU time while it runs is read from
-`/proc/PID/stat`.
+A worker's CPU time while it runs is read from `/proc/PID/stat`, and its peak RSS from
+`VmHWM` in `/proc/PID/status`, sampled while it runs. Not `ru_maxrss`: the kernel
+carries the high-water mark of the image a process replaced at `exec` into it, so every
+worker started from the (large) benchmark process would report that process's RSS.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
             )
         self.exited_at: float | None = None
-        self.usage: resource.struct_rusage | None = None
+        self.peak_rss_kib = 0
 
     @property
     def pid(self) -> int:
@@ -57,17 +58,23 @@ class WorkerProcess:
         return self.process.returncode
 
     def reap(self) -> bool:
-        """Collect the process if it has exited, with its rusage; tell whether it has."""
+        """Collect the process if it has exited; tell whether it has."""
         if self.exited_at is not None:
             return True
-        pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
         if pid == 0:
             return False
         self.exited_at = time.perf_counter()
-        self.usage = usage
         # Reaped here, not by Popen: record the status so Popen knows it has exited.
         self.process.returncode = os.waitstatus_to_exitcode(status)
         return True
+
+    def sample_rss(self) -> None:
+        """Note the process's RSS high-water mark so far (a no-op once it has exited)."""
+        with suppress(OSError):  # exited, maybe not reaped yet
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_kib = max(self.peak_rss_kib, int(line.split()[1]))
 
     def cpu_seconds(self) -> float:
         """Return the user + system CPU time the running process has used so far."""
@@ -76,9 +83,8 @@ class WorkerProcess:
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
     def peak_rss_mb(self) -> float:
-        """Return the exited process's peak resident set size (ru_maxrss is in KiB)."""
-        assert self.usage is not None
-        return self.usage.ru_maxrss / 1024
+        """Return the highest RSS high-water mark sampled, in MiB."""
+        return self.peak_rss_kib / 1024
 
     def stop(self, timeout: float = 10) -> int | None:
         """Ask the worker to stop (SIGTERM); kill it if it has not exited in `timeout` s."""
@@ -132,11 +138,21 @@ def worker_processes(
 
 
 def reap_all(workers: Sequence[WorkerProcess], timeout: float) -> bool:
-    """Wait until every worker has exited; return False if `timeout` seconds pass first."""
+    """Wait until every worker has exited; return False if `timeout` seconds pass first.
+
+    Exits are seen within a millisecond; RSS is sampled every 10 ms meanwhile, so growth
+    in a worker's last few milliseconds may be missed.
+    """
     deadline = time.monotonic() + timeout
+    next_sample = 0.0
     while not all([worker.reap() for worker in workers]):
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             return False
+        if now >= next_sample:
+            for worker in workers:
+                worker.sample_rss()
+            next_sample = now + 0.01
         time.sleep(0.001)
     return True
 

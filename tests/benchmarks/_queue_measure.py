@@ -50,6 +50,17 @@ class Plan:
     timeout: float = 300.0
     """Seconds a drain or a pickup run may take before it is reported as stuck."""
 
+    def arguments(self) -> list[str]:
+        """Return the command-line options that give this plan to `main`."""
+        return [
+            f"--tasks={self.tasks}",
+            f"--single-calls={self.single_calls}",
+            f"--repeat={self.repeat}",
+            f"--latency-tasks={self.latency_tasks}",
+            f"--idle-seconds={self.idle_seconds}",
+            f"--timeout={self.timeout}",
+        ]
+
 
 @dataclass(slots=True)
 class Report:
@@ -241,7 +252,7 @@ def drain_once(report: Report, plan: Plan, count: int, tasks: int, logs: Path) -
             left = Counter(model().objects.values_list("status", flat=True))
             cpu = [f"{worker.log.stem} {worker.cpu_seconds():.1f} s" for worker in workers]
             report.problem(
-                f"{what}: not all exited within {plan.timeout:.0f} s (rows by status: "
+                f"{what}: not all exited within {plan.timeout:g} s (rows by status: "
                 f"{dict(left)}; CPU used: {', '.join(cpu)}); killed. Last output of "
                 f"bench-1:\n{workers[0].log_tail()}"
             )
@@ -356,7 +367,7 @@ def drain_in_process(report: Report, plan: Plan) -> InProcessRun | None:
     if timed_out.is_set():
         left = Counter(model().objects.values_list("status", flat=True))
         report.problem(
-            f"{what}: not done within {plan.timeout:.0f} s (rows by status: {dict(left)}); "
+            f"{what}: not done within {plan.timeout:g} s (rows by status: {dict(left)}); "
             "stopped with request_stop()"
         )
         return None
@@ -491,11 +502,16 @@ def describe_database() -> dict[str, Any]:
             }
         cursor.execute("SELECT version()")
         version = str(cursor.fetchone()[0])
-    if connection.vendor == "postgresql":
-        server = " ".join(version.split()[:2])
-    else:
-        server = version if "MariaDB" in version else f"MySQL {version}"
-    return {"server": server, "name": connection.settings_dict["NAME"]}
+        # What a commit costs: whether it waits for the disk.
+        if connection.vendor == "postgresql":
+            server = " ".join(version.split()[:2])
+            cursor.execute("SELECT current_setting('synchronous_commit'), current_setting('fsync')")
+            durability = "synchronous_commit={}, fsync={}".format(*cursor.fetchone())
+        else:
+            server = version if "MariaDB" in version else f"MySQL {version}"
+            cursor.execute("SELECT @@innodb_flush_log_at_trx_commit")
+            durability = f"innodb_flush_log_at_trx_commit={cursor.fetchone()[0]}"
+    return {"server": server, "durability": durability, "name": connection.settings_dict["NAME"]}
 
 
 def measure(report: Report, plan: Plan) -> None:

@@ -9,9 +9,10 @@ for the run (a temporary SQLite file in WAL mode with synchronous=NORMAL, or
 - bulk enqueue rate: `task.enqueue_many(task.arguments(...) for ...)` of 10,000 calls;
 - drain rate: 10,000 ready no-op tasks run by 1, then 2, `db_worker --batch --prefetch 100`
   processes, from the first process's start to the last one's exit, with the workers'
-  CPU time per task (`RUSAGE_CHILDREN`) and peak RSS; every row must then be SUCCESSFUL
-  with exactly one worker id. The same for an empty queue gives the start-up cost, and
-  the "net" rows subtract it;
+  CPU time per task (`RUSAGE_CHILDREN`) and peak RSS (`VmHWM`, sampled every 10 ms, as
+  `ru_maxrss` inherits the parent's); every row must then be SUCCESSFUL with exactly one
+  worker id. The same for an empty queue gives the start-up cost, which the "net" rows
+  subtract;
 - SQL statements per task: at enqueue (`CaptureQueriesContext`), and in the library's
   worker run in this process over 10,000 tasks, counting statements on every thread;
 - pickup latency: one idle worker (`--interval 0.5`; PostgreSQL is also woken by NOTIFY)
@@ -45,6 +46,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tests.benchmarks._harness import BenchSettings, environment, table
+from tests.benchmarks._queue_measure import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASES = ("sqlite", "postgresql", "mariadb")
@@ -53,29 +55,8 @@ BENCH_DATABASE = "tasks_bench"
 DEFAULT_REPEAT = 3
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Plan:
-    """How much work each measurement does; see `_queue_measure.Plan`."""
-
-    tasks: int
-    single_calls: int
-    repeat: int
-    latency_tasks: int
-    idle_seconds: float
-    timeout: float
-
-    def arguments(self) -> list[str]:
-        return [
-            f"--tasks={self.tasks}",
-            f"--single-calls={self.single_calls}",
-            f"--repeat={self.repeat}",
-            f"--latency-tasks={self.latency_tasks}",
-            f"--idle-seconds={self.idle_seconds}",
-            f"--timeout={self.timeout}",
-        ]
-
-
 def plan_for(settings: BenchSettings) -> Plan:
+    """Return the full plan, or the short one for `--quick`."""
     if settings.quick:
         return Plan(
             tasks=1_000,
@@ -216,6 +197,10 @@ def _recreate_mariadb(url: str, drop_only: bool = False) -> None:
         connection.close()
 
 
+class DatabaseUnavailable(Exception):
+    """The benchmark database cannot be created: no server, or one that refuses us."""
+
+
 @contextmanager
 def bench_database(name: str) -> Iterator[str]:
     """Create a fresh, empty benchmark database; yield its URL; drop it afterwards."""
@@ -233,7 +218,11 @@ def bench_database(name: str) -> Iterator[str]:
     else:
         url = _server_url("MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
         recreate = _recreate_mariadb
-    recreate(url)
+    try:
+        recreate(url)
+    except Exception as error:  # no server, or one that refuses us
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise DatabaseUnavailable(f"cannot create {BENCH_DATABASE} at {url}: {message}") from None
     try:
         yield url
     finally:
@@ -308,27 +297,33 @@ def source_state() -> dict[str, str]:
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Measure every database asked for, print the table, and return the numbers."""
     plan = plan_for(settings)
-    names = list(settings.databases or DATABASES)
     started = time.perf_counter()
+    load = {"start": os.getloadavg()}
+    warn_if_busy(load["start"][0])
     results: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
-    for name in names:
-        try:
-            results[name] = measure_database(name, plan)
-        except Exception as error:  # a server that does not answer, mostly
-            message = f"{name}: cannot set up the benchmark database: {error}".strip()
-            if settings.databases:  # asked for by name: its absence is a failure
-                problems.append(message)
-            else:
-                print(f"SKIPPED {message}", file=sys.stderr)
-            continue
-        problems += [f"{name}: {problem}" for problem in results[name]["problems"]]
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        for name in settings.databases or DATABASES:
+            try:
+                results[name] = measure_database(name, plan)
+            except DatabaseUnavailable as error:
+                if settings.databases:  # asked for by name: its absence is a failure
+                    problems.append(f"{name}: {error}")
+                else:
+                    print(f"SKIPPED {name}: {error}", file=sys.stderr)
+                continue
+            problems += [f"{name}: {problem}" for problem in results[name]["problems"]]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    load["end"] = os.getloadavg()
     figures = {name: result["figures"] for name, result in results.items()}
     print_report(figures, plan, problems, time.perf_counter() - started)
     return {
         "statistic": f"median of {plan.repeat} runs",
         "plan": asdict(plan),
-        "environment": environment(),
+        "environment": {**environment(), "cpus": str(os.cpu_count())},
+        "load_average": load,
         "source": source_state(),
         "targets": {row.key: dict(row.targets) for row in ROWS if row.targets},
         "databases": figures,
@@ -336,6 +331,21 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         "problems": problems,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _exit_on_signal(number: int, frame: Any) -> None:
+    raise SystemExit(128 + number)  # so the benchmark databases and workers are cleaned up
+
+
+def warn_if_busy(load: float) -> None:
+    """Say so when other work competes for the CPUs: the figures would be too low."""
+    cpus = os.cpu_count() or 1
+    if load > cpus / 2:
+        print(
+            f"WARNING: load average {load:.1f} on {cpus} CPUs: other processes compete with "
+            "the benchmark, so its figures will be low and noisy.",
+            file=sys.stderr,
+        )
 
 
 def meets_targets(figures: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, bool]]:

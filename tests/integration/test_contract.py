@@ -20,6 +20,7 @@ import django_tasks
 from django_tasks import (
     InvalidTaskBackendError,
     InvalidTaskError,
+    RetryPolicy,
     TaskResultDoesNotExist,
     TaskResultMismatch,
     TaskResultStatus,
@@ -391,3 +392,54 @@ async def test_aenqueue_many__enqueues(backend, close_thread_connections):
     results = await tasks.add.aenqueue_many([tasks.add.arguments(1, 1)])
 
     assert len(results) == 1
+
+
+def test_retry__fails_twice_then_succeeds(backend, signal_log):
+    result = run_to_the_end(backend, tasks.flaky.enqueue(3))
+
+    assert (result.status, result.return_value, result.attempts) == ("SUCCESSFUL", 3, 3)
+    assert [error.exception_class for error in result.errors] == [ConnectionError] * 2
+    assert "attempt 2 failed" in result.errors[1].traceback
+    assert [name for name, status, _ in signal_log.events] == [
+        "enqueued",
+        "started",
+        "retried",
+        "started",
+        "retried",
+        "started",
+        "finished",
+    ]
+
+
+def test_retry__gives_up_after_max_attempts_keeping_every_error(backend):
+    result = run_to_the_end(backend, tasks.flaky.enqueue(10))
+
+    assert (result.status, result.attempts, len(result.errors)) == ("FAILED", 3, 3)
+    assert result.exception_class is ConnectionError
+
+
+def test_retry__other_exceptions_fail_at_once(backend):
+    result = run_to_the_end(backend, tasks.not_retryable.enqueue("no"))
+
+    assert (result.status, result.attempts, result.exception_class) == ("FAILED", 1, ValueError)
+
+
+def test_retry__a_task_can_ask_for_it(backend):
+    result = run_to_the_end(backend, tasks.asks_for_retry.enqueue())
+
+    assert (result.status, result.return_value) == ("SUCCESSFUL", 2)
+    assert result.errors[0].exception_class_path == "django_tasks.exceptions.Retry"
+
+
+def test_retry__using_replaces_the_policy(backend):
+    once = tasks.flaky.using(retry=RetryPolicy(max_attempts=1))
+
+    assert run_to_the_end(backend, once.enqueue(2)).status == "FAILED"
+
+
+def run_to_the_end(backend, result):
+    """Run a result until it is finished, retries included."""
+    if isinstance(backend, DatabaseBackend):
+        drain(backend)
+        return backend.get_result(result.id)
+    return run(backend, result)

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import django_tasks
-from django_tasks import TaskResultStatus
+from django_tasks import RetryPolicy, TaskResultStatus
 from django_tasks.backends.database import claims
 from django_tasks.backends.database.models import DBTaskResult
 from tests import tasks
@@ -253,3 +253,38 @@ def test_enqueue_many__is_one_insert_per_500_rows_or_one_on_postgresql(backend):
     }
     drain(backend, prefetch=100)
     assert sorted(r.refresh().return_value for r in results) == sorted(2 * n for n in range(1200))
+
+
+def test_retry__the_worker_waits_the_backoff_between_attempts(backend):
+    from tests.models import Run
+
+    result = on_database(tasks.backs_off).enqueue("b")
+
+    drain(backend, batch=False, max_tasks=3, interval=0.05)
+
+    times = [Run.objects.get(key=f"b:{attempt}").created_at for attempt in (1, 2, 3)]
+    assert (times[1] - times[0]).total_seconds() >= 0.3
+    assert (times[2] - times[1]).total_seconds() >= 0.6
+    finished = result.refresh()
+    assert (finished.status, finished.return_value, finished.attempts) == ("SUCCESSFUL", 3, 3)
+    assert [e.exception_class for e in finished.errors] == [ConnectionError, ConnectionError]
+
+
+def test_retry__a_waiting_retry_is_ready_with_its_errors(backend, scope):
+    result = on_database(tasks.backs_off).enqueue("w")
+
+    drain(backend, batch=False, max_tasks=1)
+
+    row = DBTaskResult.objects.get(id=result.id)
+    assert (row.status, row.worker_id, len(row.errors), row.finished_at) == ("READY", None, 1, None)
+    assert row.ready_at > row.last_attempted_at
+    assert claims.claim(scope, "early", 1, LEASE) == []
+
+
+def test_retry__using_policy_is_stored_with_the_row(backend):
+    once = on_database(tasks.flaky).using(retry=RetryPolicy(max_attempts=2, delay=timedelta(0)))
+
+    result = once.enqueue(5)
+
+    assert DBTaskResult.objects.get(id=result.id).retry["max_attempts"] == 2
+    assert DBTaskResult.objects.get(id=on_database(tasks.flaky).enqueue(5).id).retry is None

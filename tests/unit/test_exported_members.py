@@ -10,6 +10,7 @@ def test_all__is_sorted_and_complete():
         "results",
         "serializers",
         "apps",
+        "retries",
     }
     assert django_tasks.__all__ == sorted(django_tasks.__all__, key=str)
     assert set(django_tasks.__all__) == public - submodules

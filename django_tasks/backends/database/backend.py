@@ -17,6 +17,7 @@ from pydantic import Field
 from django_tasks import _serialization, exceptions, results, signals
 from django_tasks.backends.base import BackendOptions, BaseTaskBackend
 from django_tasks.backends.database import inserts
+from django_tasks.retries import RetryPolicy
 from django_tasks.tasks import Task, find_task
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class DatabaseBackend(BaseTaskBackend):
             ready_at=now,
             enqueued_at=now,
             args_kwargs=row.args_kwargs,
+            retry=row.retry,
         )
         logger.info("task_requeued id=%s task=%s from=%s", new_row.id, row.task_path, row.id)
         try:
@@ -131,11 +133,13 @@ class DatabaseBackend(BaseTaskBackend):
 
     def task_for_row(self, row: DBTaskResult, task: Task[Any, Any]) -> Task[Any, Any]:
         """Return `task` with the options the row was enqueued with."""
-        if (task.priority, task.queue_name, task.run_after, task.backend) == (
+        retry = task.retry if row.retry is None else RetryPolicy.from_json(row.retry)
+        if (task.priority, task.queue_name, task.run_after, task.backend, task.retry) == (
             row.priority,
             row.queue_name,
             row.run_after,
             row.backend_name,
+            retry,
         ):
             return task
         return dataclasses.replace(
@@ -144,6 +148,7 @@ class DatabaseBackend(BaseTaskBackend):
             queue_name=row.queue_name,
             run_after=row.run_after,
             backend=row.backend_name,
+            retry=retry,
         )
 
     def result_from_row(

@@ -220,6 +220,7 @@ class Finished:
 
     id: uuid.UUID
     status: str
+    ready_at: datetime
     started_at: datetime | None
     last_attempted_at: datetime
     finished_at: datetime | None
@@ -231,6 +232,7 @@ class Finished:
 _FINISHED_COLUMNS = (
     "id",
     "status",
+    "ready_at",
     "started_at",
     "last_attempted_at",
     "finished_at",
@@ -240,6 +242,7 @@ _FINISHED_COLUMNS = (
 )
 _POSTGRES_CASTS = {
     "id": "::uuid",
+    "ready_at": "::timestamptz",
     "started_at": "::timestamptz",
     "last_attempted_at": "::timestamptz",
     "finished_at": "::timestamptz",

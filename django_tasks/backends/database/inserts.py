@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from django_tasks import results
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.tasks import registered_task
 
 COLUMNS = (
     "id",
@@ -25,6 +26,7 @@ COLUMNS = (
     "ready_at",
     "enqueued_at",
     "args_kwargs",
+    "retry",
     "errors",
     "worker_ids",
 )
@@ -69,6 +71,7 @@ def insert_ready(
                 adapt_time(run_after or now),
                 adapt_time(now),
                 data.decode() if isinstance(data, bytes) else data,
+                _retry(fields, connection, task),
                 empty_list,
                 empty_list,
             )
@@ -82,6 +85,14 @@ def insert_ready(
     with transaction.atomic(using=alias):
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             _insert(alias, rows[start : start + ROWS_PER_STATEMENT])
+
+
+def _retry(fields: dict[str, Field[Any, Any]], connection: Any, task: Any) -> Any:
+    """Return the stored form of a policy given with `using()`, or NULL for the task's own."""
+    registered = registered_task(task.module_path)
+    if task.retry is None or (registered is not None and registered.retry == task.retry):
+        return None
+    return fields["retry"].get_db_prep_save(task.retry.to_json(), connection)
 
 
 def _fields() -> dict[str, Field[Any, Any]]:
@@ -111,6 +122,7 @@ _POSTGRES_TYPES = {
     "ready_at": "timestamptz",
     "enqueued_at": "timestamptz",
     "args_kwargs": "text",
+    "retry": "jsonb",
 }
 
 

@@ -37,6 +37,9 @@ class DBTaskResult(models.Model):
     args_kwargs = models.TextField()
     # NULL until the task succeeds; the JSON text "null" is a task that returned None.
     return_value = models.TextField(null=True, blank=True)  # noqa: DJ001
+    retry = models.JSONField(
+        null=True, blank=True, help_text="A retry policy given with using(); null: the task's."
+    )
     errors = models.JSONField(default=list, blank=True)
     worker_ids = models.JSONField(default=list, blank=True)
     worker_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001

@@ -298,7 +298,8 @@ class Worker:
         except exceptions.InvalidTask as error:
             logger.error("task_unrunnable id=%s task=%s error=%s", row.id, row.task_path, error)
             failure = dataclasses.asdict(results.TaskError.from_exception(error))
-            return self._finished(row, start, started_at, "FAILED", None, [*row.errors, failure])
+            errors = [*row.errors, failure]
+            return self._finished(row, start, started_at, "FAILED", None, errors, None)
         signals.task_started.send(type(self.backend), task_result=running)
         try:
             outcome = _execution.execute(
@@ -309,7 +310,8 @@ class Worker:
         result, data = outcome.result, outcome.return_data
         errors = [dataclasses.asdict(error) for error in result.errors]
         returned = data.decode() if isinstance(data, bytes) else data
-        return self._finished(row, start, started_at, result.status, returned, errors)
+        status, retry_at = result.status, outcome.retry_at
+        return self._finished(row, start, started_at, status, returned, errors, retry_at)
 
     def _finished(
         self,
@@ -319,13 +321,15 @@ class Worker:
         status: str,
         return_value: str | None,
         errors: list[dict[str, Any]],
+        retry_at: datetime | None,
     ) -> claims.Finished:
         return claims.Finished(
             id=row.id,
             status=status,
+            ready_at=retry_at or row.ready_at,
             started_at=started_at,
             last_attempted_at=start,
-            finished_at=timezone.now(),
+            finished_at=None if retry_at else timezone.now(),
             return_value=return_value,
             errors=errors,
             worker_ids=[*row.worker_ids, self.worker_id],
