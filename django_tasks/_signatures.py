@@ -23,12 +23,13 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
-from django_tasks import exceptions
+from django_tasks import _instances, exceptions
 
 _CONFIG = ConfigDict(strict=True, allow_inf_nan=False, arbitrary_types_allowed=False)
 _POSITIONAL_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _INPUT_REPR_LIMIT = 60
+_LOADING = {_instances.LOADING: True}
 
 
 def _json_value(value: Any) -> Any:
@@ -170,7 +171,7 @@ class _Models:
         hints = typing.get_type_hints(func, include_extras=True)
         fields: dict[str, Any] = {}
         for parameter in parameters:
-            annotation = _replace_any(hints.get(parameter.name, Any))
+            annotation = _instances.replace_models(_replace_any(hints.get(parameter.name, Any)))
             if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
                 annotation = tuple[annotation, ...]  # type: ignore[valid-type]
             elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
@@ -187,7 +188,7 @@ class _Models:
         adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(arguments)
         self.validate_arguments = adapter.validate_python
         self.dump_arguments = adapter.dump_python
-        returns = _replace_any(hints.get("return", Any))
+        returns = _instances.replace_models(_replace_any(hints.get("return", Any)))
         self.result: type[BaseModel] = pydantic.create_model(
             f"{name}_result", __config__=_CONFIG, value=(returns, ...)
         )
@@ -311,7 +312,10 @@ class TaskSignature:
     def _validate(self, data: dict[str, Any], *, strict: bool, what: str) -> dict[str, Any]:
         models = self._models or self.build()
         try:
-            validated: dict[str, Any] = models.validate_arguments(data, strict=strict)
+            context = None if strict else _LOADING
+            validated: dict[str, Any] = models.validate_arguments(
+                data, strict=strict, context=context
+            )
         except ValidationError as error:
             details = error.errors(include_url=False)
             lines = "\n".join(f"  - {line}" for line in describe_errors(details))
@@ -371,7 +375,18 @@ class TaskSignature:
 
     def load_result(self, value: Any) -> Any:
         """Validate a decoded return value leniently into the declared return type."""
-        return self.build().result.model_validate({"value": value}, strict=False).value  # type: ignore[attr-defined]
+        result = self.build().result
+        try:
+            loaded = result.model_validate({"value": value}, strict=False, context=_LOADING)
+        except ValidationError as error:
+            inside = [{**d, "loc": d["loc"][1:]} for d in error.errors(include_url=False)]
+            problems = "\n".join(f"  - {line}" for line in describe_errors(inside, "return value"))
+            raise exceptions.InvalidTask(
+                f"The stored return value of task '{self.task_path}' cannot be decoded:\n"
+                + problems,
+                task_path=self.task_path,
+            ) from None
+        return loaded.value  # type: ignore[attr-defined]
 
 
 _cache: dict[tuple[Callable[..., Any], bool], TaskSignature] = {}

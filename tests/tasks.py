@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from django_tasks import Retry, RetryPolicy, TaskContext, task
+from tests.models import Run
 
 
 class Colour(enum.Enum):
@@ -276,3 +277,27 @@ def backs_off(context: TaskContext[str], key: str) -> int:
     if context.attempt < 3:
         raise ConnectionError("try later")
     return context.attempt
+
+
+@task
+def run_key(run: Run) -> str:
+    """Take a model instance; it travels as its primary key."""
+    return f"{run.key}:{run.pid}"
+
+
+@task
+def run_keys(runs: list[Run]) -> list[str]:
+    """Take a list of model instances, fetched again with one query."""
+    return [run.key for run in runs]
+
+
+@task
+def maybe_run(run: Run | None) -> str | None:
+    """Take an optional model instance."""
+    return None if run is None else run.key
+
+
+@task
+def make_run(key: str) -> Run:
+    """Return a model instance; `return_value` fetches it again."""
+    return Run.objects.create(key=key, pid=0)
