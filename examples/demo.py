@@ -81,6 +81,7 @@ def reset_database() -> None:
 def new_kinds() -> dict[str, Kind]:
     """Return an empty Kind for each kind of task the demo enqueues."""
     from shop import tasks
+    from shop.models import Order
 
     return {
         "receipt": Kind("send_receipt (on commit)", returns=tasks.Receipt),
@@ -90,6 +91,7 @@ def new_kinds() -> dict[str, Kind]:
         "inventory": Kind("sync_inventory (context)", returns=tasks.InventorySync),
         "report": Kind("sales_report (reports, prio -10)", returns=tasks.SalesReport),
         "review": Kind("ask_for_review (deferred 1-3 s)", returns=datetime, deferred=True),
+        "stock": Kind("reserve_stock (model, retried)", returns=Order),
     }
 
 
@@ -120,6 +122,7 @@ def enqueue_follow_ups(kinds: dict[str, Kind], orders: list[Order]) -> None:
         charge = tasks.charge_card.enqueue(uuid.uuid4(), order.total, Currency(order.currency))
         kinds["charge"].results.append(charge)
         kinds["delivery"].results.append(tasks.schedule_delivery.enqueue(order.pk, order.placed_at))
+        kinds["stock"].results.append(tasks.reserve_stock.enqueue(order))
         for line in order.lines.all():
             kinds["inventory"].results.append(tasks.sync_inventory.enqueue(line.sku, line.quantity))
 
@@ -309,8 +312,20 @@ def report(kinds: list[Kind], drained: bool, code: int) -> list[str]:
     print_table(kinds)
     if argument_types(kinds[0]) != RECEIPT_ARGUMENTS:
         problems.append(f"send_receipt's arguments are not {RECEIPT_ARGUMENTS}")
+    problems += report_retries(kinds[-1])
     checks = (problem_with(kind, result) for kind in kinds for result in kind.results)
     return [*problems, *(problem for problem in checks if problem)]
+
+
+def report_retries(stock: Kind) -> list[str]:
+    """Print how many reservations needed a retry; every third order's should have."""
+    retried = [result for result in stock.results if result.attempts == 2]
+    print(
+        f"reserve_stock: {len(retried)} of {len(stock.results)} succeeded on attempt 2 after "
+        f"{last_line(retried[0].traceback) if retried else 'no error'}"
+    )
+    expected = sum(1 for result in stock.results if result.return_value.pk % 3 == 0)
+    return [] if len(retried) == expected else [f"{len(retried)} retried, expected {expected}"]
 
 
 def main() -> int:

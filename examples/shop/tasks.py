@@ -19,7 +19,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from pydantic import BaseModel
 
-from django_tasks import TaskContext, task
+from django_tasks import RetryPolicy, TaskContext, task
 from shop.models import Currency, Order
 
 PAYMENT_PROVIDER = UUID("6f1c2b4e-52f4-4d47-9b3c-5a8e0d2f7c10")
@@ -161,3 +161,28 @@ def ask_for_review(order_id: int, email: str) -> datetime:
     """
     send_mail(f"How was order {order_id}?", "Tell us what you think.", None, [email])
     return timezone.now()
+
+
+class WarehouseBusy(Exception):
+    """The warehouse asked us to come back later: worth another try."""
+
+
+@task(
+    takes_context=True,
+    retry=RetryPolicy(
+        max_attempts=4,
+        retry_on=(WarehouseBusy,),
+        delay=timedelta(seconds=0.2),
+        backoff=2,
+        jitter=0.1,
+    ),
+)
+def reserve_stock(context: TaskContext[Order], order: Order) -> Order:
+    """Reserve an order's stock; the order travels as its primary key and comes back fresh.
+
+    The warehouse is busy on the first attempt for every third order, so the policy's
+    retries show: those results end SUCCESSFUL after 2 attempts, with the first error kept.
+    """
+    if order.pk % 3 == 0 and context.attempt == 1:
+        raise WarehouseBusy(f"The warehouse is busy; order {order.pk} must wait.")
+    return order

@@ -276,3 +276,18 @@ def test_receipt_view__id_of_another_task_is_a_404(client: Client):
 
     assert response.status_code == 404
     assert b"the id belongs to another task" in response.content
+
+
+@pytest.mark.django_db
+def test_reserve_stock__retries_a_busy_warehouse_and_returns_the_fresh_order(immediate):
+    from shop.tasks import reserve_stock
+
+    orders = [Order.objects.create(email=f"c{n}@example.com", total=Decimal(1)) for n in range(3)]
+    busy = next(order for order in orders if order.pk % 3 == 0)
+
+    result = reserve_stock.enqueue(busy)
+
+    assert result.return_value == busy
+    assert result.return_value is not busy
+    assert result.attempts == 2
+    assert result.errors[0].exception_class_path == "shop.tasks.WarehouseBusy"
