@@ -244,3 +244,20 @@ def test_worker__retries_with_backoff_then_succeeds(start_worker):
     assert "task_retried" in worker.output()
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
+
+
+def test_worker__model_argument_arrives_fresh_and_a_deleted_row_fails(start_worker):
+    kept = Run.objects.create(key="kept", pid=1)
+    gone = Run.objects.create(key="gone", pid=1)
+    fresh = on_database(tasks.run_key).enqueue(kept)
+    missing = on_database(tasks.run_key).enqueue(gone)
+    Run.objects.filter(pk=kept.pk).update(pid=7)
+    Run.objects.filter(pk=gone.pk).delete()
+
+    worker = start_worker("--batch")
+
+    assert worker.wait() == 0, worker.output()
+    assert fresh.refresh().return_value == "kept:7"
+    failed = missing.refresh()
+    assert failed.status == TaskResultStatus.FAILED
+    assert f"tests.Run with primary key {gone.pk} does not exist" in failed.traceback
