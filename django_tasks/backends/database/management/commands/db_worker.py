@@ -11,10 +11,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, DEFAULT_TASK_QUEUE_NAME, task_backends
-from django_tasks.backends.database.backend import DatabaseBackend
+from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, DEFAULT_TASK_QUEUE_NAME
+from django_tasks.backends.database.management import database_backend
 from django_tasks.backends.database.worker import Worker, WorkerOptions, default_worker_id
-from django_tasks.exceptions import InvalidTaskBackend
 
 logger = logging.getLogger("django_tasks")
 _VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO}
@@ -94,7 +93,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         """Run the worker; exit 0 after a graceful stop, 1 after a forced one."""
         self._configure_logging(options["verbosity"])
-        backend = self._backend(options["backend"])
+        backend = database_backend(options["backend"], "db_worker")
         worker = Worker(backend, self._worker_options(options))
         self._install_signal_handlers(worker)
         worker.run()
@@ -102,18 +101,6 @@ class Command(BaseCommand):
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(1)
-
-    def _backend(self, alias: str) -> DatabaseBackend:
-        try:
-            backend = task_backends[alias]
-        except InvalidTaskBackend as error:
-            raise CommandError(str(error)) from None
-        if not isinstance(backend, DatabaseBackend):
-            raise CommandError(
-                f"Backend '{alias}' is a {type(backend).__name__}, not a DatabaseBackend; "
-                "db_worker only runs tasks stored in the database."
-            )
-        return backend
 
     def _worker_options(self, options: dict[str, Any]) -> WorkerOptions:
         names = options["queue_names"] or [DEFAULT_TASK_QUEUE_NAME]

@@ -8,9 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from django_tasks import task_backends
-from django_tasks.backends.database.backend import DatabaseBackend
-from django_tasks.exceptions import InvalidTaskBackend
+from django_tasks.backends.database.management import database_backend
 from django_tasks.results import TaskResultStatus
 
 FINISHED = [TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED]
@@ -49,7 +47,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Delete, or count with --dry-run, the matching results."""
-        backend = self._backend(options["backend"])
+        backend = database_backend(options["backend"], "prune_db_task_results")
         if options["min_age_days"] < 0:
             raise CommandError("--min-age-days cannot be negative.")
         rows = backend.model.objects.using(backend.db_alias()).filter(
@@ -64,12 +62,3 @@ class Command(BaseCommand):
             return
         deleted, _ = rows.delete()
         self.stdout.write(f"Deleted {deleted} task result(s).")
-
-    def _backend(self, alias: str) -> DatabaseBackend:
-        try:
-            backend = task_backends[alias]
-        except InvalidTaskBackend as error:
-            raise CommandError(str(error)) from None
-        if not isinstance(backend, DatabaseBackend):
-            raise CommandError(f"Backend '{alias}' is not a DatabaseBackend.")
-        return backend
