@@ -20,7 +20,7 @@ def database_backend(alias: str, command: str) -> DatabaseBackend:
         raise CommandError(str(error)) from None
     if not isinstance(backend, DatabaseBackend):
         raise CommandError(
-            f"Backend '{alias}' is a {type(backend).__name__}, not a DatabaseBackend; "
+            f"Backend '{alias}' ({type(backend).__name__}) is not a DatabaseBackend; "
             f"{command} works only on tasks stored in the database."
         )
     return backend
