@@ -20,12 +20,18 @@ from typing import Annotated, Any, NotRequired, Union
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, PydanticSerializationError
 from typing_extensions import TypedDict
 
 from django_tasks import _instances, exceptions
 
-_CONFIG = ConfigDict(strict=True, allow_inf_nan=False, arbitrary_types_allowed=False)
+_CONFIG = ConfigDict(
+    strict=True,
+    allow_inf_nan=False,
+    arbitrary_types_allowed=False,
+    # A dataclass instance is validated field by field, not trusted as built.
+    revalidate_instances="always",
+)
 _POSITIONAL_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _INPUT_REPR_LIMIT = 60
@@ -330,7 +336,14 @@ class TaskSignature:
         """Validate a call strictly, as at enqueue, and return its typed and JSON forms."""
         validated = self._validate(self._bind(args, kwargs), strict=True, what="arguments")
         models = self._models or self.build()
-        dumped = models.dump_arguments(validated, mode="json")
+        try:
+            dumped = models.dump_arguments(validated, mode="json")
+        except PydanticSerializationError as error:
+            raise exceptions.InvalidTask(
+                f"Invalid arguments for task '{self.task_path}': they cannot be written as "
+                f"JSON ({error}); send values JSON can hold unchanged.",
+                task_path=self.task_path,
+            ) from None
         json_args, json_kwargs = self._split(dumped, len(args))
         typed_args, typed_kwargs = self._split(validated, len(args))
         return BoundCall(

@@ -107,17 +107,3 @@ def close_connection(key: str) -> None:
     """Close the worker's connection under it."""
     _ran(key)
     connection.close()
-
-
-@task
-def break_connection(key: str) -> None:
-    """Close the database socket without telling Django: the next query finds it dead."""
-    _ran(key)
-    connection.ensure_connection()
-    raw = connection.connection
-    if connection.vendor == "sqlite":
-        raw.close()
-    elif connection.vendor == "postgresql":
-        os.close(raw.pgconn.socket)
-    else:
-        raw._sock.close()

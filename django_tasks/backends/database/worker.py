@@ -92,6 +92,9 @@ class Worker:
         self._inline = options.concurrency == 1
         self._inline_row: DBTaskResult | None = None
         self._interrupted: DBTaskResult | None = None
+        # Rows may be RUNNING under this id without this process knowing: left by a
+        # predecessor with the same id, or later by a claim that lost its connection.
+        self._check_unknown_claims = True
         self._oldest = 0.0
         self._running: dict[concurrent.futures.Future[claims.Finished], DBTaskResult] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -174,7 +177,11 @@ class Worker:
                 if self.options.max_tasks is not None:
                     left = self.options.max_tasks - self.tasks_finished - len(self._running)
                     limit = min(limit, left)
-                rows = (self._database("claim", self._claim, limit) or []) if limit > 0 else []
+                rows = self._database("claim", self._claim, limit) if limit > 0 else []
+                if rows is None:
+                    # The claim may have committed before its connection died.
+                    self._check_unknown_claims = True
+                    rows = []
                 self._pending.extend(rows)
                 claimed_nothing = not rows
             if self._inline:
@@ -207,7 +214,39 @@ class Worker:
         return limit is not None and self.tasks_finished >= limit
 
     def _claim(self, limit: int) -> list[DBTaskResult]:
+        if self._check_unknown_claims:
+            self._abandon_unknown_claims()
+            self._check_unknown_claims = False
         return claims.claim(self.scope, self.worker_id, limit, self.lease)
+
+    def _abandon_unknown_claims(self) -> None:
+        """Take back rows held in this worker's name that it does not know it holds.
+
+        A claim whose connection died after its commit, or a predecessor restarted
+        under the same `--worker-id`, leaves rows RUNNING under this id that this process
+        never received: nothing would run them, and the heartbeat would renew their lease
+        for as long as the worker lives. Each is recorded as a lost attempt, as an
+        expired lease would have been.
+        """
+        known = {row.id for row in (*self._pending, *self._running.values())}
+        known |= {finished.id for finished in self._unwritten}
+        held = DBTaskResult.objects.using(self.scope.alias).filter(
+            status=claims.RUNNING, worker_id=self.worker_id
+        )
+        reason = (
+            f"Worker {self.worker_id} held the task without knowing it (a claim lost its "
+            "connection after it committed, or the worker restarted under the same id); "
+            "the attempt was lost."
+        )
+        limit = self.backend.options.max_lost_attempts
+        for row in held:
+            if row.id not in known:
+                claims.abandon(self.scope, row, reason, limit, expected_lease=None)
+                logger.warning(
+                    "claim_abandoned id=%s worker_id=%s: held in this worker's name unknown to it",
+                    row.id,
+                    self.worker_id,
+                )
 
     def _reclaim(self) -> int:
         return claims.reclaim_expired(self.scope, self.backend.options.max_lost_attempts)
@@ -295,7 +334,10 @@ class Worker:
             running = self.backend.result_from_row(
                 row, task, decode=False, started_at=started_at, last_attempted_at=start
             )
-        except exceptions.InvalidTask as error:
+        except Exception as raised:
+            # A module of an installed app can raise anything while it is imported: that
+            # fails this row, never the worker.
+            error = _unrunnable(row, raised)
             logger.error("task_unrunnable id=%s task=%s error=%s", row.id, row.task_path, error)
             failure = dataclasses.asdict(results.TaskError.from_exception(error))
             errors = [*row.errors, failure]
@@ -399,20 +441,43 @@ class Worker:
                 raise
 
 
+def _unrunnable(row: DBTaskResult, error: Exception) -> exceptions.InvalidTask:
+    if isinstance(error, exceptions.InvalidTask):
+        return error
+    return exceptions.InvalidTask(
+        f"Task '{row.task_path}' cannot be run: finding it raised {type(error).__name__}: {error}",
+        task_path=row.task_path,
+    )
+
+
 def _close_connection(alias: str) -> None:
     with contextlib.suppress(DatabaseError):
         connections[alias].close()
 
 
 def _tidy_connections() -> None:
-    """Close this thread's connections that a task left broken, and only those."""
+    """Close this thread's connections that a task left broken, and only those.
+
+    A task may return inside an atomic block it never left, or with autocommit turned
+    off: the worker's next statements on this connection would then run in that
+    transaction and never commit. Closing rolls it back; the next query reconnects.
+    """
     for connection in connections.all(initialized_only=True):
         if connection.connection is None:
             continue
-        if connection.in_atomic_block or (
-            connection.errors_occurred and not connection.is_usable()
+        left_open = connection.in_atomic_block or connection.closed_in_transaction
+        if (
+            left_open
+            or not connection.get_autocommit()
+            or (connection.errors_occurred and not connection.is_usable())
         ):
-            connection.close()
+            # Out of the atomic block first: closed inside one, Django would keep the
+            # dead connection for the block's exit, which never comes.
+            connection.in_atomic_block = False
+            connection.closed_in_transaction = False
+            with contextlib.suppress(DatabaseError):
+                connection.close()
+            connection.connection = None
 
 
 class _PostgresListener:
