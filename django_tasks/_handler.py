@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from asgiref.local import Local
-from django.conf import settings
 from django.utils.connection import BaseConnectionHandler
 from django.utils.module_loading import import_string
 
-from django_tasks import exceptions
+from django_tasks import _interop, exceptions
 from django_tasks.backends.base import BaseTaskBackend
 
 DEFAULT_TASKS: dict[str, dict[str, Any]] = {
@@ -30,8 +29,12 @@ class TaskBackendHandler(_HandlerBase):
     exception_class = exceptions.InvalidTaskBackend
 
     def configure_settings(self, configured: dict[str, Any] | None) -> dict[str, Any]:
-        """Return the `TASKS` setting, or an Immediate `default` backend if it is unset."""
-        configured = configured or getattr(settings, self.settings_name, None) or DEFAULT_TASKS
+        """Return the `TASKS` setting, or an Immediate `default` backend if it is unset.
+
+        On Django 6, "unset" means the project does not set it: Django's global default
+        names Django's own Immediate backend, which cannot run our tasks.
+        """
+        configured = configured or _interop.tasks_setting() or DEFAULT_TASKS
         if not isinstance(configured, dict):
             raise exceptions.InvalidTaskBackend("The TASKS setting must be a dict of aliases.")
         return configured
@@ -51,10 +54,16 @@ class TaskBackendHandler(_HandlerBase):
                 f"Could not import backend '{path}' of TASKS['{alias}']: {error}"
             ) from error
         if not (isinstance(backend_class, type) and issubclass(backend_class, BaseTaskBackend)):
+            if isinstance(backend_class, type):
+                _interop.refuse_django_backend(alias, path, backend_class)
             raise exceptions.InvalidTaskBackend(
                 f"TASKS['{alias}']['BACKEND'] names '{path}', which is not a subclass of "
                 "django_tasks.backends.base.BaseTaskBackend."
             )
+        # One instance per thread for both APIs, so they see the same stored results.
+        shared = _interop.shared_backend(alias, params)
+        if isinstance(shared, BaseTaskBackend):
+            return shared
         backend: BaseTaskBackend = backend_class(alias=alias, params=params)
         return backend
 

@@ -9,20 +9,26 @@ from django.apps import AppConfig
 from django.core import checks
 from django.utils.module_loading import autodiscover_modules
 
-from django_tasks import exceptions
+from django_tasks import _interop, exceptions
 from django_tasks.tasks import registered_tasks
 
 
 def check_backends(
     app_configs: Iterable[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """Build every backend in `TASKS` and collect its own checks."""
+    """Build every backend in `TASKS` and collect its own checks.
+
+    On Django 6, an alias naming a `django.tasks` backend is left to Django, and so are
+    the checks of a backend Django's `TASKS` check already runs (it shares our instance).
+    """
     from django_tasks import task_backends
 
     messages: list[checks.CheckMessage] = []
     for alias in task_backends:
         try:
             backend = task_backends[alias]
+        except _interop.DjangoBackendRefused:
+            continue
         except exceptions.InvalidTaskBackend as error:
             messages.append(
                 checks.Error(
@@ -34,7 +40,8 @@ def check_backends(
                 )
             )
             continue
-        messages.extend(backend.check(**kwargs))
+        if _interop.shared_backend(alias, task_backends.settings[alias]) is not backend:
+            messages.extend(backend.check(**kwargs))
     return messages
 
 

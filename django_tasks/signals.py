@@ -1,6 +1,9 @@
 """Signals sent as tasks move through their life; the sender is the backend class.
 
-Every signal passes `task_result`, the result as it stands at that moment.
+Every signal passes `task_result`, the result as it stands at that moment. On Django 6.0
+and later `task_enqueued`, `task_started` and `task_finished` ARE the signals of
+`django.tasks.signals`, so a receiver connected to either hears the tasks of both (and
+Django's own receivers log our tasks on the `django.tasks` logger too).
 """
 
 from __future__ import annotations
@@ -15,11 +18,22 @@ from django_tasks import results
 
 logger = logging.getLogger("django_tasks")
 
-task_enqueued = Signal()
+
+def _shared(name: str) -> Signal:
+    """Return `django.tasks.signals.<name>` on Django 6+, or a new signal on Django 5.2."""
+    try:
+        from django.tasks import signals as django_signals
+    except ImportError:
+        return Signal()
+    signal: Signal = getattr(django_signals, name)
+    return signal
+
+
+task_enqueued = _shared("task_enqueued")
 """Sent once a task is enqueued (after commit, for `enqueue_on_commit`)."""
-task_started = Signal()
+task_started = _shared("task_started")
 """Sent when a worker starts an attempt of a task."""
-task_finished = Signal()
+task_finished = _shared("task_finished")
 """Sent when a task ends, whether it failed or succeeded."""
 task_retried = Signal()
 """Sent instead of `task_finished` when a failed attempt will be tried again.

@@ -44,19 +44,24 @@ _registry: dict[str, Task[Any, Any]] = {}
 
 
 def registered_task(module_path: str) -> Task[Any, Any] | None:
-    """Return the task decorated with `@task` at `module_path`, if there is one."""
+    """Return the task registered at `module_path`, if there is one.
+
+    Tasks are registered when they are made: by our `@task`, by `django.tasks`' `@task`
+    with one of our backends (Django 6), or by `Task(...)` for a module-level function.
+    """
     return _registry.get(module_path)
 
 
 def registered_tasks() -> list[Task[Any, Any]]:
-    """Return every task decorated with `@task` so far."""
+    """Return every task registered so far."""
     return list(_registry.values())
 
 
 def find_task(module_path: str) -> Task[Any, Any]:
     """Return the registered task at `module_path`, for a worker about to run it.
 
-    Only functions decorated with `@task` are ever returned. If the task is not
+    Only functions made into tasks (see `registered_task`) are ever returned, never
+    any other callable the path may name. If the task is not
     registered yet, its module is imported only when it belongs to an installed app,
     so a stored path can never make a worker import arbitrary code.
     """
@@ -100,6 +105,18 @@ def _is_module_level(func: Callable[..., Any]) -> bool:
     )
 
 
+def _check_function(func: Callable[..., Any], *, takes_context: bool) -> None:
+    """Raise `InvalidTask` unless `func` is a module-level function with a usable signature."""
+    path = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
+    if not _is_module_level(func):
+        raise exceptions.InvalidTask(
+            f"Task function '{path}' must be defined at module level, so a worker can "
+            "find it by its import path; move it out of the enclosing function or class.",
+            task_path=path,
+        )
+    _signatures.signature_of(func, takes_context=takes_context, task_path=path)
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Task(Generic[P, T]):
     """A function that can run in the background, with its default options.
@@ -121,7 +138,12 @@ class Task(Generic[P, T]):
     """When to try the task again after it fails; None tries once (see `RetryPolicy`)."""
 
     def __post_init__(self) -> None:
+        _check_function(self.func, takes_context=self.takes_context)
         self.get_backend().validate_task(self)
+        # django.tasks' @task builds this class for our backends without registering it:
+        # register it here. The first task made for a function stays registered, so a
+        # copy made by using() never replaces the one declared at import.
+        _registry.setdefault(self.module_path, self)
 
     @property
     def name(self) -> str:
@@ -326,14 +348,7 @@ def task(
     """
 
     def decorate(func: Callable[..., Any]) -> Task[Any, Any]:
-        path = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
-        if not _is_module_level(func):
-            raise exceptions.InvalidTask(
-                f"Task function '{path}' must be defined at module level, so a worker can "
-                "find it by its import path; move it out of the enclosing function or class.",
-                task_path=path,
-            )
-        _signatures.signature_of(func, takes_context=takes_context, task_path=path)
+        _check_function(func, takes_context=takes_context)
         from django_tasks import task_backends
 
         new_task: Task[Any, Any] = task_backends[backend].task_class(

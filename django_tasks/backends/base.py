@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field, ImportString, ValidationError
 
-from django_tasks import _serialization, exceptions, results, serializers
+from django_tasks import _interop, _serialization, exceptions, results, serializers
 from django_tasks.tasks import (
     DEFAULT_TASK_PRIORITY,
     DEFAULT_TASK_QUEUE_NAME,
@@ -79,7 +79,13 @@ class BaseTaskBackend(metaclass=ABCMeta):
             ) from None
 
     def validate_task(self, task: Task[Any, Any]) -> None:
-        """Raise `InvalidTask` if this backend cannot run `task` as configured."""
+        """Raise `InvalidTask` if this backend cannot run `task` as configured.
+
+        Every method that takes a task also accepts a `django.tasks.Task` (Django 6), as
+        Django's `Task.__post_init__` and `Task.enqueue` pass one; it is validated and
+        enqueued as the equivalent django_tasks `Task`.
+        """
+        task = _interop.as_task(task)
         if isinstance(task.priority, bool) or not isinstance(task.priority, int):
             self._reject(task, f"priority must be an int, not {type(task.priority).__name__}")
         if not TASK_MIN_PRIORITY <= task.priority <= TASK_MAX_PRIORITY:
@@ -127,6 +133,7 @@ class BaseTaskBackend(metaclass=ABCMeta):
         enqueued_at: datetime | None = None,
     ) -> tuple[results.TaskResult[T], bytes | str]:
         """Validate a call and return its READY result and its JSON payload."""
+        task = _interop.as_task(task)
         return self._prepare_call(self._resolve(task), args, kwargs, enqueued_at)
 
     def _resolve(self, task: Task[Any, T]) -> Task[Any, T]:
@@ -169,6 +176,7 @@ class BaseTaskBackend(metaclass=ABCMeta):
         its id only resolves with `get_result` after the commit. If the transaction rolls
         back, the task is never enqueued.
         """
+        task = _interop.as_task(task)
         on_commit = self._enqueues_on_commit(task)
         now = None if on_commit else timezone.now()
         result, data = self.prepare(task, args, kwargs, enqueued_at=now)
@@ -191,7 +199,7 @@ class BaseTaskBackend(metaclass=ABCMeta):
         """
         prepared: list[tuple[results.TaskResult[T], bytes | str]] = []
         problems: list[tuple[int, exceptions.InvalidTask]] = []
-        task = self._resolve(task)
+        task = self._resolve(_interop.as_task(task))
         on_commit = self._enqueues_on_commit(task)
         now = None if on_commit else timezone.now()
         for index, (args, kwargs) in enumerate(calls):

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("SHOP_SECRET_KEY", "insecure-key-for-the-example-only")
@@ -104,9 +106,14 @@ TASKS = {
     }
 }
 
-EMAIL_BACKEND = os.environ.get(
+email_backend = os.environ.get(
     "SHOP_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
 )
+if django.VERSION >= (6, 1):
+    # Django 6.1 deprecates EMAIL_BACKEND in favour of MAILERS.
+    MAILERS = {"default": {"BACKEND": email_backend}}
+else:
+    EMAIL_BACKEND = email_backend
 DEFAULT_FROM_EMAIL = "shop@example.com"
 
 LANGUAGE_CODE = "en-us"
