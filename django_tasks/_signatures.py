@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError, PydanticSerializationError
 from typing_extensions import TypedDict
 
-from django_tasks import _instances, exceptions
+from django_tasks import _fidelity, _instances, exceptions
 
 _CONFIG = ConfigDict(
     strict=True,
@@ -171,7 +171,7 @@ class _Models:
     passed, so defaults stay the function's own.
     """
 
-    __slots__ = ("dump_arguments", "may_hold_nan", "result", "validate_arguments")
+    __slots__ = ("dump_arguments", "may_hold_nan", "needs_scan", "result", "validate_arguments")
 
     def __init__(self, func: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
         hints = typing.get_type_hints(func, include_extras=True)
@@ -200,6 +200,7 @@ class _Models:
         )
         self.result.model_rebuild(raise_errors=True)
         self.may_hold_nan = any(_holds_models(annotation) for annotation in fields.values())
+        self.needs_scan = any(_fidelity.needs_scan(annotation) for annotation in fields.values())
 
 
 class TaskSignature:
@@ -336,6 +337,8 @@ class TaskSignature:
         """Validate a call strictly, as at enqueue, and return its typed and JSON forms."""
         validated = self._validate(self._bind(args, kwargs), strict=True, what="arguments")
         models = self._models or self.build()
+        if models.needs_scan:
+            self._refuse_unfaithful(validated)
         try:
             dumped = models.dump_arguments(validated, mode="json")
         except PydanticSerializationError as error:
@@ -352,6 +355,20 @@ class TaskSignature:
             payload={"args": json_args, "kwargs": json_kwargs},
             may_hold_nan=models.may_hold_nan,
         )
+
+    def _refuse_unfaithful(self, validated: dict[str, Any]) -> None:
+        scalars = _fidelity.SCALARS
+        for name, value in validated.items():
+            if type(value) in scalars:
+                continue
+            problem = _fidelity.find_unfaithful(value, name)
+            if problem is None:
+                continue
+            raise exceptions.InvalidTask(
+                f"Invalid arguments for task '{self.task_path}':\n  - {problem}.",
+                task_path=self.task_path,
+                errors=[{"type": "json", "loc": (), "msg": problem, "input": None}],
+            )
 
     def load_call(self, payload: Any) -> tuple[list[Any], dict[str, Any]]:
         """Validate a decoded payload leniently, as a worker does, into typed arguments."""

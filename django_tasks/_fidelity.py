@@ -1,0 +1,111 @@
+"""Typed values that JSON would change without pydantic noticing: refused at enqueue.
+
+pydantic writes a UTC offset to the minute and replaces a lone surrogate in a dict key;
+both would arrive changed. Only signatures that can hold such values are scanned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union
+from uuid import UUID
+
+from pydantic import BaseModel
+
+_PLAIN = (int, float, str, bool, bytes, Decimal, UUID, date, timedelta, type(None))
+
+
+def needs_scan(annotation: Any) -> bool:
+    """Tell whether values of `annotation` may hold a datetime, a time or a dict key."""
+    if annotation is Any or (annotation in _PLAIN and annotation is not datetime):
+        return False
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return False
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return False
+    if origin is Annotated:
+        return needs_scan(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return any(needs_scan(arg) for arg in typing.get_args(annotation))
+    return True
+
+
+def find_unfaithful(value: Any, where: str) -> str | None:
+    """Return where in a validated value JSON would not keep it as it is, if anywhere."""
+    found = _scan(value)
+    if found is None:
+        return None
+    path, problem = found
+    for part in path:
+        where += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return f"'{where}': {problem}"
+
+
+_Found = tuple[tuple[Any, ...], str]
+SCALARS = frozenset({int, float, str, bool, type(None), Decimal, UUID, date, timedelta, bytes})
+
+
+def _scan(value: Any) -> _Found | None:
+    # Runs on every enqueue of a signature that needs it: cheap type checks first, and
+    # the path of a problem is built only when there is one.
+    kind = type(value)
+    if kind in SCALARS:
+        return None
+    if kind is dict:
+        return _scan_dict(value)
+    if kind in (list, tuple, set, frozenset):
+        return _scan_items(enumerate(value))
+    if isinstance(value, (datetime, time)):
+        return _scan_offset(value)
+    if isinstance(value, BaseModel):
+        return _scan_items(value.__dict__.items())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _scan_items((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, dict):
+        return _scan_dict(value)
+    return None
+
+
+def _scan_items(items: typing.Iterable[tuple[Any, Any]]) -> _Found | None:
+    for key, item in items:
+        if type(item) in SCALARS:
+            continue
+        found = _scan(item)
+        if found is not None:
+            return (key, *found[0]), found[1]
+    return None
+
+
+def _scan_dict(value: dict[Any, Any]) -> _Found | None:
+    for key in value:
+        if type(key) is str and not key.isascii() and not _encodes(key):
+            return (), f"the key {key!r} is not valid Unicode text (a lone surrogate)"
+    return _scan_items(value.items())
+
+
+def _scan_offset(value: datetime | time) -> _Found | None:
+    offset = value.utcoffset()
+    if offset is None or offset.total_seconds() % 60 == 0:
+        return None
+    return (), (
+        f"its UTC offset {offset} has seconds, which JSON times cannot hold; "
+        "convert it to UTC first"
+    )
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _first(problems: typing.Iterable[str | None]) -> str | None:
+    return next((problem for problem in problems if problem), None)
