@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "tests" / "output"
@@ -27,6 +29,21 @@ def database_url() -> str:
     scheme = {"postgresql": "postgres", "mysql": "mysql"}[vendor]
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     return f"{scheme}://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def insert_row(task_path: str, args_kwargs: str) -> uuid.UUID:
+    """Insert a READY row by hand, as a corrupt or hostile writer could."""
+    from django_tasks.backends.database.models import DBTaskResult
+
+    now = timezone.now()
+    return DBTaskResult.objects.create(
+        task_path=task_path,
+        backend_name="database",
+        queue_name="default",
+        ready_at=now,
+        enqueued_at=now,
+        args_kwargs=args_kwargs,
+    ).id
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:

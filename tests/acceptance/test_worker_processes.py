@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import signal
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.db.models import Count
-from django.utils import timezone
 
 from django_tasks import TaskResultStatus
 from django_tasks.backends.database.models import DBTaskResult
 from tests import tasks
-from tests.acceptance.conftest import wait_for
+from tests.acceptance.conftest import insert_row, wait_for
 from tests.models import Run
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.django_db(transaction=True)]
@@ -133,18 +131,6 @@ def test_worker__second_signal_hands_the_task_back_at_once(start_worker):
         ["worker-1"],
     )
     assert "stopped at once by a second signal" in row.errors[0]["traceback"]
-
-
-def insert_row(task_path: str, args_kwargs: str) -> uuid.UUID:
-    now = timezone.now()
-    return DBTaskResult.objects.create(
-        task_path=task_path,
-        backend_name="database",
-        queue_name="default",
-        ready_at=now,
-        enqueued_at=now,
-        args_kwargs=args_kwargs,
-    ).id
 
 
 BAD_ROWS = {

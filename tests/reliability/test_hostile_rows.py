@@ -8,15 +8,13 @@ reason_and_the_worker_goes_on` with more rows, and counts them for the long form
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
 
 from django_tasks import TaskResultStatus
 from django_tasks.backends.database.models import DBTaskResult
-from tests.acceptance.conftest import OUTPUT
+from tests.acceptance.conftest import OUTPUT, insert_row
 from tests.reliability import reliability_tasks
 from tests.reliability.conftest import audit
 
@@ -113,18 +111,6 @@ ROWS: dict[str, tuple[str, str, str]] = {
         "got an unexpected keyword argument 'context'",
     ),
 }
-
-
-def insert_row(task_path: str, args_kwargs: str) -> uuid.UUID:
-    now = timezone.now()
-    return DBTaskResult.objects.create(
-        task_path=task_path,
-        backend_name="database",
-        queue_name="default",
-        ready_at=now,
-        enqueued_at=now,
-        args_kwargs=args_kwargs,
-    ).id
 
 
 def test_hostile_rows__none_runs_each_fails_with_its_reason_the_worker_goes_on(fleet, report):

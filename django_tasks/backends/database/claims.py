@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from django_tasks import exceptions
-from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.models import DBTaskResult, fields_by_name
 from django_tasks.results import TaskError, TaskResultStatus
 
 READY = TaskResultStatus.READY
@@ -260,7 +260,7 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
     if not finished:
         return 0
     connection = connections[scope.alias]
-    fields = {field.name: field for field in DBTaskResult._meta.concrete_fields}
+    fields = fields_by_name()
     rows = [
         [
             fields[name].get_db_prep_save(getattr(item, name), connection)

@@ -12,7 +12,7 @@ from django.db.models import Field
 from django.utils import timezone
 
 from django_tasks import results
-from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.models import DBTaskResult, fields_by_name
 from django_tasks.tasks import registered_task
 
 COLUMNS = (
@@ -41,7 +41,7 @@ def insert_ready(
 ) -> None:
     """Insert one READY row per enqueued call, each field adapted as the ORM would."""
     connection = connections[alias]
-    fields = _fields()
+    fields = fields_by_name()
     native_uuid = connection.features.has_native_uuid_field
     adapted: dict[datetime | None, Any] = {}
 
@@ -95,15 +95,11 @@ def _retry(fields: dict[str, Field[Any, Any]], connection: Any, task: Any) -> An
     return fields["retry"].get_db_prep_save(task.retry.to_json(), connection)
 
 
-def _fields() -> dict[str, Field[Any, Any]]:
-    return {field.name: field for field in DBTaskResult._meta.concrete_fields}
-
-
 def _insert(alias: str, rows: list[tuple[Any, ...]]) -> None:
     connection = connections[alias]
     quote = connection.ops.quote_name
     table = quote(DBTaskResult._meta.db_table)
-    fields = _fields()
+    fields = fields_by_name()
     columns = ", ".join(quote(str(fields[name].column)) for name in COLUMNS)
     placeholders = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
     sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(rows))}"
@@ -134,7 +130,7 @@ def _insert_unnest(alias: str, rows: list[tuple[Any, ...]]) -> None:
     """
     connection = connections[alias]
     quote = connection.ops.quote_name
-    fields = _fields()
+    fields = fields_by_name()
     table = quote(DBTaskResult._meta.db_table)
     typed = [name for name in COLUMNS if name in _POSTGRES_TYPES]
     columns = ", ".join(quote(str(fields[name].column)) for name in COLUMNS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -77,3 +78,9 @@ class DBTaskResult(models.Model):
     def error_list(self) -> list[dict[str, Any]]:
         """Return the stored errors, oldest first."""
         return list(self.errors)
+
+
+@functools.cache
+def fields_by_name() -> dict[str, models.Field[Any, Any]]:
+    """Return the table's concrete fields by name, for the statements written by hand."""
+    return {field.name: field for field in DBTaskResult._meta.concrete_fields}
