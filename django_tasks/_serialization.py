@@ -113,11 +113,6 @@ def loads_result(
     return None if data is None else signature.load_result(serializer.loads(data))
 
 
-def dumps_json(value: Any, serializer: serializers.Serializer) -> bytes | str:
-    """Encode plain JSON-compatible data, such as a stored error list."""
-    return _encode(serializer, value)
-
-
 def loads_json(data: bytes | str, serializer: serializers.Serializer) -> Any:
     """Decode plain JSON data."""
     return serializer.loads(data)
