@@ -10,9 +10,10 @@ import dataclasses
 import enum
 import types
 import typing
-from datetime import date, datetime, time, timedelta
+from collections import abc
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NotRequired, Required, Union
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -22,18 +23,28 @@ _PLAIN = (int, float, str, bool, bytes, Decimal, UUID, date, timedelta, type(Non
 
 def needs_scan(annotation: Any) -> bool:
     """Tell whether values of `annotation` may hold a datetime, a time or a dict key."""
-    if annotation is Any or (annotation in _PLAIN and annotation is not datetime):
+    if annotation is Any:  # as JSON: it may hold a dict
+        return True
+    if annotation in _PLAIN and annotation is not datetime:
         return False
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return False
     origin = typing.get_origin(annotation)
     if origin is Literal:
         return False
-    if origin is Annotated:
+    if origin in (Annotated, NotRequired, Required):
         return needs_scan(typing.get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        return any(needs_scan(arg) for arg in typing.get_args(annotation))
+    if origin in (Union, types.UnionType) or origin in _COLLECTIONS:
+        # A collection of plain values holds no datetime and no dict key either; a bare
+        # one (`typing.List`) may hold anything.
+        members = [arg for arg in typing.get_args(annotation) if arg is not ...]
+        return not members or any(needs_scan(member) for member in members)
     return True
+
+
+_COLLECTIONS = frozenset(
+    {list, tuple, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet}
+)
 
 
 def find_unfaithful(value: Any, where: str) -> str | None:
@@ -45,6 +56,14 @@ def find_unfaithful(value: Any, where: str) -> str | None:
     for part in path:
         where += f"[{part}]" if isinstance(part, int) else f".{part}"
     return f"'{where}': {problem}"
+
+
+_UTC = UTC
+
+
+def is_faithful_datetime(value: Any) -> bool:
+    """Tell, cheaply, whether `value` is a datetime that is naive or in UTC (the usual case)."""
+    return type(value) is datetime and (value.tzinfo is None or value.tzinfo is _UTC)
 
 
 _Found = tuple[tuple[Any, ...], str]

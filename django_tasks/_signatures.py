@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError, PydanticSerializationError
 from typing_extensions import TypedDict
 
-from django_tasks import _fidelity, _instances, exceptions
+from django_tasks import _fidelity, _instances, _unions, exceptions
 
 _CONFIG = ConfigDict(
     strict=True,
@@ -152,7 +152,11 @@ def find_unstorable(value: Any, where: str = "") -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+Call = tuple[Sequence[Any], Mapping[str, Any]]
+"""One call's positional and keyword arguments, as given."""
+
+
+@dataclass(slots=True)
 class BoundCall:
     """A call's arguments after validation: as the task receives them, and as JSON values."""
 
@@ -171,13 +175,27 @@ class _Models:
     passed, so defaults stay the function's own.
     """
 
-    __slots__ = ("dump_arguments", "may_hold_nan", "needs_scan", "result", "validate_arguments")
+    __slots__ = (
+        "_many",
+        "ambiguous",
+        "arguments",
+        "dump_arguments",
+        "may_hold_nan",
+        "result",
+        "scan_names",
+        "validate_arguments",
+    )
 
     def __init__(self, func: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
         hints = typing.get_type_hints(func, include_extras=True)
         fields: dict[str, Any] = {}
+        # As written (models not yet replaced by their keys): checked for unions.
+        declared = {
+            name: _replace_any(hints.get(name, Any))
+            for name in [*(parameter.name for parameter in parameters), "return"]
+        }
         for parameter in parameters:
-            annotation = _instances.replace_models(_replace_any(hints.get(parameter.name, Any)))
+            annotation = _instances.replace_models(declared[parameter.name])
             if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
                 annotation = tuple[annotation, ...]  # type: ignore[valid-type]
             elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
@@ -192,15 +210,38 @@ class _Models:
         arguments = TypedDict(f"{name}_arguments", fields)  # type: ignore[misc]
         arguments.__pydantic_config__ = _CONFIG  # type: ignore[attr-defined]
         adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(arguments)
+        self.arguments = arguments
+        self._many: pydantic.TypeAdapter[list[Any]] | None = None
         self.validate_arguments = adapter.validate_python
         self.dump_arguments = adapter.dump_python
-        returns = _instances.replace_models(_replace_any(hints.get("return", Any)))
+        returns = _instances.replace_models(declared["return"])
         self.result: type[BaseModel] = pydantic.create_model(
             f"{name}_result", __config__=_CONFIG, value=(returns, ...)
         )
         self.result.model_rebuild(raise_errors=True)
+        self.ambiguous = _find_ambiguous(declared)
         self.may_hold_nan = any(_holds_models(annotation) for annotation in fields.values())
-        self.needs_scan = any(_fidelity.needs_scan(annotation) for annotation in fields.values())
+        self.scan_names = tuple(
+            name for name, annotation in fields.items() if _fidelity.needs_scan(annotation)
+        )
+        """The parameters whose values `_refuse_unfaithful` looks at (often none)."""
+
+    @property
+    def many(self) -> pydantic.TypeAdapter[list[Any]]:
+        """Return the validator of a list of calls, built on the first bulk enqueue."""
+        if self._many is None:
+            self._many = pydantic.TypeAdapter(list[self.arguments])  # type: ignore[name-defined]
+        return self._many
+
+
+def _find_ambiguous(declared: dict[str, Any]) -> str | None:
+    """Say where a union in the signature would change what JSON carries, if anywhere."""
+    for name, annotation in declared.items():
+        problem = _unions.find_ambiguous(annotation, _CONFIG)
+        if problem is not None:
+            where = "the return annotation" if name == "return" else f"parameter '{name}'"
+            return f"{where}: {problem}"
+    return None
 
 
 class TaskSignature:
@@ -257,6 +298,14 @@ class TaskSignature:
                 "the type with Annotated[..., PlainValidator(...), PlainSerializer(...)].",
                 task_path=self.task_path,
             ) from error
+        if self._models.ambiguous is not None:
+            problem, self._models = self._models.ambiguous, None
+            raise exceptions.InvalidTask(
+                f"Task '{self.task_path}' has a union whose members JSON cannot tell apart, "
+                f"in {problem}. Use one type there, or a discriminated union (pydantic "
+                "models that each carry a Literal tag field).",
+                task_path=self.task_path,
+            )
         return self._models
 
     def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -298,10 +347,20 @@ class TaskSignature:
     def _split(
         self, values: dict[str, Any], positional_count: int
     ) -> tuple[list[Any], dict[str, Any]]:
-        """Turn validated values back into positional and keyword arguments."""
+        """Turn validated values back into positional and keyword arguments.
+
+        `values` holds the arguments passed positionally first (they are the first
+        parameters, and both the bound call and pydantic's output keep that order).
+        """
+        if self.var_positional is None and self.var_keyword is None:
+            ordered = list(values.values())
+            if len(ordered) == positional_count:
+                return ordered, {}
+            keywords = values.copy()
+            for name in self.positional[:positional_count]:
+                del keywords[name]
+            return ordered[:positional_count], keywords
         passed_positionally = self.positional[:positional_count]
-        if len(values) == positional_count and len(passed_positionally) == positional_count:
-            return [values[name] for name in passed_positionally], {}
         args = [values[name] for name in passed_positionally]
         kwargs = {
             name: value
@@ -337,8 +396,8 @@ class TaskSignature:
         """Validate a call strictly, as at enqueue, and return its typed and JSON forms."""
         validated = self._validate(self._bind(args, kwargs), strict=True, what="arguments")
         models = self._models or self.build()
-        if models.needs_scan:
-            self._refuse_unfaithful(validated)
+        if models.scan_names:
+            self._refuse_unfaithful(validated, models.scan_names)
         try:
             dumped = models.dump_arguments(validated, mode="json")
         except PydanticSerializationError as error:
@@ -347,19 +406,60 @@ class TaskSignature:
                 f"JSON ({error}); send values JSON can hold unchanged.",
                 task_path=self.task_path,
             ) from None
-        json_args, json_kwargs = self._split(dumped, len(args))
-        typed_args, typed_kwargs = self._split(validated, len(args))
+        return self._bound(len(args), validated, dumped, models.may_hold_nan)
+
+    def _bound(
+        self,
+        positional_count: int,
+        values: dict[str, Any],
+        json_values: dict[str, Any],
+        may_hold_nan: bool,
+    ) -> BoundCall:
+        typed_args, typed_kwargs = self._split(values, positional_count)
+        json_args, json_kwargs = self._split(json_values, positional_count)
         return BoundCall(
-            args=typed_args,
-            kwargs=typed_kwargs,
-            payload={"args": json_args, "kwargs": json_kwargs},
-            may_hold_nan=models.may_hold_nan,
+            typed_args, typed_kwargs, {"args": json_args, "kwargs": json_kwargs}, may_hold_nan
         )
 
-    def _refuse_unfaithful(self, validated: dict[str, Any]) -> None:
+    def bind_calls(self, calls: Sequence[Call]) -> list[BoundCall]:
+        """Validate many calls as `bind_call` does each, with one pydantic call for all.
+
+        If any call is invalid, raise `InvalidTask` naming each bad call by its index.
+        """
+        models = self._models or self.build()
+        try:
+            data = [self._bind(args, kwargs) for args, kwargs in calls]
+            validated: list[dict[str, Any]] = models.many.validate_python(data, strict=True)
+            if names := models.scan_names:
+                for values in validated:
+                    self._refuse_unfaithful(values, names)
+            dumped: list[dict[str, Any]] = models.many.dump_python(validated, mode="json")
+        except (exceptions.InvalidTask, ValidationError, PydanticSerializationError):
+            # One call or more is bad: validate each alone to say which, and why.
+            return self._bind_each(calls)
+        may_hold_nan = models.may_hold_nan
+        return [
+            self._bound(len(args), values, json_values, may_hold_nan)
+            for (args, _), values, json_values in zip(calls, validated, dumped, strict=True)
+        ]
+
+    def _bind_each(self, calls: Sequence[Call]) -> list[BoundCall]:
+        bound: list[BoundCall] = []
+        problems: list[tuple[int, exceptions.InvalidTask]] = []
+        for index, (args, kwargs) in enumerate(calls):
+            try:
+                bound.append(self.bind_call(args, kwargs))
+            except exceptions.InvalidTask as error:
+                problems.append((index, error))
+        if problems:
+            raise calls_invalid(self.task_path, problems)
+        return bound
+
+    def _refuse_unfaithful(self, validated: dict[str, Any], names: tuple[str, ...]) -> None:
         scalars = _fidelity.SCALARS
-        for name, value in validated.items():
-            if type(value) in scalars:
+        for name in names:
+            value = validated.get(name)  # absent: not passed, the default stays
+            if type(value) in scalars or _fidelity.is_faithful_datetime(value):
                 continue
             problem = _fidelity.find_unfaithful(value, name)
             if problem is None:
@@ -417,6 +517,24 @@ class TaskSignature:
                 task_path=self.task_path,
             ) from None
         return loaded.value  # type: ignore[attr-defined]
+
+
+def calls_invalid(
+    task_path: str, problems: Sequence[tuple[int, exceptions.InvalidTask]]
+) -> exceptions.InvalidTask:
+    """Return one `InvalidTask` for the bad calls of a bulk enqueue, each named by index."""
+    lines = [f"call {index}: {error}".replace("\n", "\n  ") for index, error in problems]
+    errors = [
+        {**detail, "loc": ("call", index, *detail.get("loc", ()))}
+        for index, error in problems
+        for detail in error.errors
+    ]
+    return exceptions.InvalidTask(
+        f"{len(problems)} of the calls to task '{task_path}' are invalid, so none was "
+        "enqueued:\n" + "\n".join(lines),
+        task_path=task_path,
+        errors=errors,
+    )
 
 
 _cache: dict[tuple[Callable[..., Any], bool], TaskSignature] = {}

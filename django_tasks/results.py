@@ -37,6 +37,19 @@ TaskResultStatus.SUCCEEDED = TaskResultStatus.SUCCESSFUL
 ResultStatus = TaskResultStatus
 
 
+def storable_text(text: str) -> str:
+    """Return `text` with what JSON columns refuse escaped: NUL, and lone surrogates.
+
+    PostgreSQL's jsonb rejects the NUL character, and no UTF-8 encoder takes a lone
+    surrogate; an exception message may hold either.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class TaskError:
     """One failed attempt: the exception's class path and its formatted traceback."""
@@ -58,9 +71,10 @@ class TaskError:
         import traceback
 
         kind = type(error)
+        text = "".join(traceback.format_exception(error))
         return cls(
             exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
-            traceback="".join(traceback.format_exception(error)),
+            traceback=storable_text(text),
         )
 
 
@@ -130,8 +144,65 @@ class TaskResult(Generic[T]):
         return await self.task.get_backend().aget_result(self.id)
 
     def evolve(self, **changes: Any) -> TaskResult[T]:
-        """Return a copy with `changes` applied."""
-        return dataclasses.replace(self, **changes)
+        """Return a copy with `changes` applied (as `dataclasses.replace`, for less)."""
+        if type(self) is not TaskResult or not changes.keys() <= _FIELD_NAMES:
+            return dataclasses.replace(self, **changes)
+        new: TaskResult[T] = object.__new__(TaskResult)
+        for name, slot in _SLOTS:
+            slot.__set__(new, changes[name] if name in changes else slot.__get__(self))
+        return new
+
+
+_SLOTS = tuple(
+    (field.name, TaskResult.__dict__[field.name]) for field in dataclasses.fields(TaskResult)
+)
+_FIELD_NAMES = frozenset(name for name, _ in _SLOTS)
+(
+    _set_task,
+    _set_id,
+    _set_status,
+    _set_enqueued_at,
+    _set_started_at,
+    _set_finished_at,
+    _set_last_attempted_at,
+    _set_args,
+    _set_kwargs,
+    _set_backend,
+    _set_errors,
+    _set_worker_ids,
+    _set_return_value,
+) = (slot.__set__ for _, slot in _SLOTS)
+
+
+def ready_result(
+    task: Task[Any, T],
+    result_id: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    backend: str,
+    enqueued_at: datetime | None,
+) -> TaskResult[T]:
+    """Return the READY result of a call just validated, for a bulk enqueue.
+
+    Equal to `TaskResult(...)` with these fields and the defaults, built by setting the
+    slots directly: a frozen dataclass's `__init__` costs more than the rest of a bulk
+    enqueue's per-call work.
+    """
+    result: TaskResult[T] = object.__new__(TaskResult)
+    _set_task(result, task)
+    _set_id(result, result_id)
+    _set_status(result, TaskResultStatus.READY)
+    _set_enqueued_at(result, enqueued_at)
+    _set_started_at(result, None)
+    _set_finished_at(result, None)
+    _set_last_attempted_at(result, None)
+    _set_args(result, args)
+    _set_kwargs(result, kwargs)
+    _set_backend(result, backend)
+    _set_errors(result, [])
+    _set_worker_ids(result, [])
+    _set_return_value(result, None)
+    return result
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

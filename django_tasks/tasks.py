@@ -208,7 +208,7 @@ class Task(Generic[P, T]):
         `task.enqueue_many(task.arguments(order.id) for order in orders)`. If any call is
         invalid, `InvalidTask` names each bad call by its index and nothing is enqueued.
         """
-        pairs = [(call.args, call.kwargs) for call in calls]
+        pairs = ((call.args, call.kwargs) for call in calls)
         return self.get_backend().enqueue_many(self, pairs)
 
     async def aenqueue_many(self, calls: Iterable[TaskArguments[P]]) -> list[TaskResult[T]]:

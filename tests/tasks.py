@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from typing_extensions import TypedDict
 
 from django_tasks import Retry, RetryPolicy, TaskContext, task
@@ -204,6 +204,44 @@ def no_parameters() -> None:
 
 def takes_a_socket(connection: socket.socket) -> None:
     """Not decorated here: pydantic cannot validate a socket."""
+
+
+def takes_size_or_float(size: Size | float = 1.5) -> None:
+    """Not decorated here: JSON cannot tell Size.SMALL (1) from the float 1.0."""
+
+
+def returns_key_or_text() -> UUID | str:
+    """Not decorated here: JSON cannot tell a UUID from its text."""
+    return "text"
+
+
+def takes_run_or_key(run: Run | int) -> None:
+    """Not decorated here: a Run travels as its primary key, like an int."""
+
+
+def _picky(value: int) -> int:
+    raise KeyError(value)  # a validator that fails in an unexpected way
+
+
+def takes_picky_union(value: Annotated[int, AfterValidator(_picky)] | str) -> None:
+    """Not decorated here: its validator raises KeyError, which pydantic lets through."""
+
+
+class Circle(BaseModel):
+    kind: Literal["circle"] = "circle"
+    radius: float
+
+
+class Square(BaseModel):
+    kind: Literal["square"] = "square"
+    side: float
+
+
+@task
+def area(shape: Annotated[Circle | Square, Field(discriminator="kind")], scale: int | str) -> float:
+    """A discriminated union, and a union JSON tells apart: both accepted."""
+    size = shape.radius if isinstance(shape, Circle) else shape.side
+    return size * (scale if isinstance(scale, int) else len(scale))
 
 
 @task

@@ -212,6 +212,11 @@ def test_worker__idle_postgresql_worker_is_woken_by_notify(start_worker):
     wait_for(lambda: status_of(result.id) == TaskResultStatus.SUCCESSFUL, timeout=5)
     row = DBTaskResult.objects.get(id=result.id)
     assert (row.started_at - row.enqueued_at).total_seconds() < 1
+    # A bulk enqueue is one COPY, which fires the same trigger.
+    task = on_database(tasks.record_run)
+    bulk = task.enqueue_many([task.arguments("bulk-1"), task.arguments("bulk-2")])
+    for each in bulk:
+        wait_for(lambda each=each: status_of(each.id) == TaskResultStatus.SUCCESSFUL, timeout=5)
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
 

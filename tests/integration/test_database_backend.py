@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import signal
+import threading
+import time
+import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -15,9 +20,12 @@ from django.utils import timezone
 import django_tasks
 from django_tasks import RetryPolicy, TaskResultStatus
 from django_tasks.backends.database import claims
+from django_tasks.backends.database.management.commands.db_worker import stop_on_signals
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.worker import Worker, WorkerOptions
 from tests import tasks
 from tests.conftest import drain
+from tests.models import Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LEASE = timedelta(seconds=60)
@@ -64,6 +72,34 @@ def test_claim__highest_priority_first_then_fifo(backend, scope):
     assert [str(row.id) for row in claimed] == [high.id, first.id, second.id, low.id]
     assert {row.status for row in claimed} == {TaskResultStatus.RUNNING}
     assert {row.worker_id for row in claimed} == {"w"}
+
+
+def test_claim__returns_the_rows_as_stored(backend, scope):
+    """The claim reads some columns back as NULL and fills them in: check each field."""
+    fresh = on_database(tasks.add).enqueue(1, 1)
+    retried = on_database(tasks.add, priority=5).enqueue(2, 2)
+    earlier = timezone.now() - timedelta(minutes=5)
+    error = {"exception_class_path": "builtins.ValueError", "traceback": "boom"}
+    DBTaskResult.objects.filter(id=retried.id).update(
+        started_at=earlier, errors=[error], worker_ids=["gone"]
+    )
+
+    claimed = claims.claim(scope, "w", 10, LEASE)
+
+    assert [str(row.id) for row in claimed] == [retried.id, fresh.id]
+    for row in claimed:
+        stored = DBTaskResult.objects.get(id=row.id)
+        fields = [field.attname for field in DBTaskResult._meta.concrete_fields]
+        assert {name: getattr(row, name) for name in fields} == {
+            name: getattr(stored, name) for name in fields
+        }
+    assert (claimed[0].started_at, claimed[0].errors, claimed[0].worker_ids) == (
+        earlier,
+        [error],
+        ["gone"],
+    )
+    assert claimed[1].started_at == claimed[1].last_attempted_at
+    assert (claimed[1].errors, claimed[1].worker_ids) == ([], [])
 
 
 def test_claim__takes_each_row_once(backend, scope):
@@ -192,6 +228,56 @@ def test_worker__runs_only_its_queues(backend):
     assert default.refresh().status == TaskResultStatus.READY
 
 
+def test_stop_signal__handled_while_the_main_thread_holds_the_workers_lock(backend):
+    """A signal handler runs between two bytecodes of the main thread, which may then be
+    inside `Event.wait` holding the Event's lock. A handler setting that Event itself
+    would wait for the lock forever: the handler must hand its work to another thread.
+    """
+    worker = Worker(backend, WorkerOptions(startup_delay=False))
+    held = worker._wake._cond  # the lock Event.wait holds around its own bookkeeping
+    with stop_on_signals(worker):
+        held.acquire()
+        # If the handler blocked on the lock, this releases it after 3 s, so the test
+        # fails on the time taken instead of hanging.
+        rescue = threading.Timer(3.0, held.release)
+        rescue.start()
+        started = time.monotonic()
+        signal.raise_signal(signal.SIGTERM)  # the handler runs now, in this thread
+        handled_in = time.monotonic() - started
+        rescue.cancel()
+        if handled_in < 3.0:
+            held.release()
+        stopped = worker._stopping.wait(5)
+
+    assert handled_in < 1.0
+    assert stopped
+    assert not worker.forced
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back on exit
+
+
+def test_stop_signals__between_two_tasks_start_no_other(backend):
+    """Two signals while the main thread is between tasks: the next claimed one must not
+    start, whether or not the thread that logs and wakes the worker has run yet."""
+    first = on_database(tasks.add, priority=5).enqueue(1, 1)
+    waiting = on_database(tasks.slow).enqueue("waiting", 3)
+    worker = Worker(backend, WorkerOptions(queues=None, startup_delay=False, prefetch=5))
+    record = worker._add_finished
+
+    def record_then_signal_twice(finished):
+        record(finished)
+        signal.raise_signal(signal.SIGTERM)  # each handler runs at once, in this thread
+        signal.raise_signal(signal.SIGTERM)
+
+    worker._add_finished = record_then_signal_twice
+    with stop_on_signals(worker):
+        worker.run()
+
+    assert worker.forced
+    assert first.refresh().status == TaskResultStatus.SUCCESSFUL
+    assert waiting.refresh().status == TaskResultStatus.READY  # handed back, never started
+    assert not Run.objects.filter(key="waiting:start").exists()
+
+
 def test_get_result__unknown_and_malformed_ids(backend):
     for result_id in ["2f1b7a4e-0000-4000-8000-000000000000", "not-a-uuid"]:
         with pytest.raises(django_tasks.TaskResultDoesNotExist):
@@ -239,14 +325,28 @@ def test_enqueue_on_commit__inserts_after_commit(backend):
     assert DBTaskResult.objects.get(id=result.id).status == TaskResultStatus.READY
 
 
-def test_enqueue_many__is_one_insert_per_500_rows_or_one_on_postgresql(backend):
+def test_enqueue_many__inserts_in_one_statement_per_500_rows_or_fewer(backend):
     task = on_database(tasks.add)
 
     with CaptureQueriesContext(connection) as queries:
         results = task.enqueue_many(task.arguments(n, n) for n in range(1200))
 
-    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
-    assert len(inserts) == (1 if connection.vendor == "postgresql" else 3)
+    # PostgreSQL: one COPY; SQLite: one prepared statement run per row (recorded as
+    # "1200 times: INSERT ..."); MariaDB: one statement per 500 rows.
+    statements = [
+        q["sql"]
+        for q in queries.captured_queries
+        if re.match(r"(\d+ times: )?(INSERT|COPY)", q["sql"])
+    ]
+    writes = [sql.split(" (", 1)[0] for sql in statements]
+    table = connection.ops.quote_name(DBTaskResult._meta.db_table)
+    expected = {
+        "postgresql": [f"COPY {table}"],
+        "sqlite": [f"1200 times: INSERT INTO {table}"],
+    }
+    assert writes == expected.get(connection.vendor, [f"INSERT INTO {table}"] * 3)
+    if connection.vendor == "postgresql":
+        assert statements[0].endswith("FROM STDIN -- 1200 rows")
     assert DBTaskResult.objects.count() == 1200
     assert {str(pk) for pk in DBTaskResult.objects.values_list("id", flat=True)} == {
         r.id for r in results
@@ -288,3 +388,48 @@ def test_retry__using_policy_is_stored_with_the_row(backend):
 
     assert DBTaskResult.objects.get(id=result.id).retry["max_attempts"] == 2
     assert DBTaskResult.objects.get(id=on_database(tasks.flaky).enqueue(5).id).retry is None
+
+
+def test_retry__using_policy_is_stored_with_each_row_of_a_bulk_enqueue(backend):
+    once = on_database(tasks.flaky).using(retry=RetryPolicy(max_attempts=2, delay=timedelta(0)))
+
+    results = once.enqueue_many([once.arguments(5), once.arguments(6)])
+    plain = on_database(tasks.flaky).enqueue_many([tasks.flaky.arguments(5)] * 2)
+
+    rows = DBTaskResult.objects.in_bulk([r.id for r in [*results, *plain]])
+    assert [rows[uuid.UUID(r.id)].retry["max_attempts"] for r in results] == [2, 2]
+    assert [rows[uuid.UUID(r.id)].retry for r in plain] == [None, None]
+    assert all(row.errors == [] and row.worker_ids == [] for row in rows.values())
+
+
+def test_migration_0004__lease_worker_and_finished_indexes_are_partial_where_supported():
+    table = DBTaskResult._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table]
+            )
+        elif connection.vendor == "sqlite":
+            cursor.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = %s", [table])
+        else:
+            cursor.execute(
+                "SELECT index_name, GROUP_CONCAT(column_name ORDER BY seq_in_index) "
+                "FROM information_schema.statistics WHERE table_schema = DATABASE() "
+                "AND table_name = %s GROUP BY index_name",
+                [table],
+            )
+        found = dict(cursor.fetchall())
+    partial = {
+        name: "IS NOT NULL" in (found[name] or "")
+        for name in (
+            "django_tasks_lease_idx",
+            "django_tasks_worker_idx",
+            "django_tasks_finished_idx",
+        )
+    }
+    if connection.features.supports_partial_indexes:
+        assert partial == dict.fromkeys(partial, True)
+        assert "IS NOT NULL" not in found["django_tasks_claim_idx"]
+    else:
+        # MySQL and MariaDB keep the plain indexes of the model's state.
+        assert found["django_tasks_lease_idx"] == "status,lease_expires_at"

@@ -44,7 +44,7 @@ SHORT = Plan(
     fault_tasks=300,
     fault_rounds=6,
     restarts=0,
-    memory_tasks=5_000,
+    memory_tasks=10_000,
     fuzz_examples=200,
 )
 LONG = Plan(

@@ -7,6 +7,7 @@ stopped), and a PostgreSQL server a test restarts is started again whatever happ
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import os
@@ -128,6 +129,10 @@ class Fleet:
                 code = worker.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 code = None
+                worker.signal(signal.SIGABRT)  # faulthandler writes every thread's stack
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    worker.process.wait(10)
+                print(f"{self.name(worker)} overstayed SIGTERM:\n{worker.output()[-6000:]}")
             if code not in (0, -signal.SIGTERM):
                 wedged.append(f"{self.name(worker)} (exit {code})")
         return wedged
@@ -152,6 +157,9 @@ def fleet(request, transactional_db) -> Iterator[Fleet]:
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         "TASKS_LEASE_SECONDS": "1.5",
+        # A worker that overstays its SIGTERM is sent SIGABRT: its threads' stacks then
+        # land in its log (see Fleet.stop_gracefully).
+        "PYTHONFAULTHANDLER": "1",
     }
     workers = Fleet(env, folder)
     yield workers

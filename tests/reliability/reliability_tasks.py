@@ -75,6 +75,12 @@ def raise_unprintable(key: str) -> None:
 
 
 @task
+def raise_unstorable_message(key: str) -> None:
+    _ran(key)
+    raise ValueError("a NUL \x00 and a lone surrogate \ud800")
+
+
+@task
 def return_wrong_type(key: str) -> int:
     _ran(key)
     return key  # type: ignore[return-value]
@@ -107,3 +113,9 @@ def close_connection(key: str) -> None:
     """Close the worker's connection under it."""
     _ran(key)
     connection.close()
+
+
+@task
+def return_huge(key: str, megabytes: int) -> str:
+    _ran(key)
+    return "x" * (megabytes << 20)

@@ -10,8 +10,9 @@ of the same types all the way down, a float's sign and a Decimal's digits includ
 Any other exception is a bug. Now and then an argument is replaced by a value of some
 other type: then only refusal or success is required.
 
-Unions are drawn only from members whose JSON forms differ: `datetime | str` decodes to
-the first member that matches exactly, as the README says.
+Unions are drawn from any members. One whose members JSON cannot tell apart
+(`Size | float`, `datetime | str`) must be refused when `@task` decorates; any other must
+deliver its values exactly like the rest.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Kind:
     source: str
     values: st.SearchStrategy[Any]
     json: str
-    """The JSON type its values become; union members must all differ in this."""
+    """The JSON type its values become."""
     hashable: bool = True
 
 
@@ -172,12 +173,8 @@ def containers(inner: st.SearchStrategy[Kind]) -> st.SearchStrategy[Kind]:
         values = st.one_of(*(kind.values for kind in kinds))
         return Kind(source, values, "union", all(kind.hashable for kind in kinds))
 
-    # No IntEnum in a union: a known bug, see the end.
-    distinct = st.lists(inner, min_size=2, max_size=3, unique_by=lambda kind: kind.json).filter(
-        lambda kinds: (
-            not {kind.json for kind in kinds} & {"union"}
-            and all(kind.source != "Size" for kind in kinds)
-        )
+    members = st.lists(inner, min_size=2, max_size=3, unique_by=lambda kind: kind.source).filter(
+        lambda kinds: all(kind.json != "union" for kind in kinds)
     )
     return st.one_of(
         inner.map(listed),
@@ -185,7 +182,7 @@ def containers(inner: st.SearchStrategy[Kind]) -> st.SearchStrategy[Kind]:
         inner.filter(lambda kind: kind.hashable).map(open_tuple),
         st.builds(set_of, inner.filter(lambda kind: kind.hashable), st.booleans()),
         st.builds(dict_of, st.sampled_from(["str", "int"]), inner),
-        distinct.map(union),
+        members.map(union),
     )
 
 
@@ -444,7 +441,8 @@ def test_fuzzed_arguments__refused_at_enqueue_or_received_exactly(request, seria
                 lost=SEEN["bugs"],
                 twice=0,
                 wedged=0,
-                notes=f"{SEEN['refused']} refused with InvalidTaskError "
+                notes=f"{SEEN['ambiguous unions']} signatures refused at decoration (unions "
+                f"JSON cannot tell apart), {SEEN['refused']} calls refused with InvalidTaskError "
                 f"({SEEN['refused wild']} of them wild values), {SEEN['wild accepted']} "
                 "wild values accepted; lost = calls that neither were refused nor arrived",
             )
@@ -458,7 +456,14 @@ def test_fuzzed_arguments__refused_at_enqueue_or_received_exactly(request, seria
 @given(data=st.data())
 def check_generated_calls(data):
     signature = data.draw(signatures(), label="signature")
-    generated, source = build(signature)
+    try:
+        generated, source = build(signature)
+    except InvalidTaskError as error:
+        # The one refusal allowed at decoration; anything else is a bug.
+        if "union whose members JSON cannot tell apart" not in str(error):
+            raise
+        SEEN["ambiguous unions"] += 1
+        return
     call = data.draw(calls(signature), label="call")
     note = f"{source}\ncall: args={call.args!r} kwargs={call.kwargs!r}"
     SEEN["calls"] += 1
@@ -546,15 +551,11 @@ def test_fuzzed_arguments__surrogate_in_a_dict_key_is_refused_or_kept(annotation
     assert same(RECEIVED[-1]["mapping"], {"\ud800": 0})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an IntEnum member in a union with float, bool, timedelta or datetime "
-    "arrives as that other type (Size.LARGE as 2.0, Size.SMALL as True or 1970-01-01T00:00:01)",
+@pytest.mark.parametrize(
+    "annotation", ["Size | float", "bool | Size", "datetime | Size", "datetime | str"]
 )
-@pytest.mark.parametrize("annotation", ["Size | float", "bool | Size", "datetime | Size"])
-def test_fuzzed_arguments__int_enum_in_a_union_stays_an_enum(annotation):
+def test_fuzzed_arguments__union_json_cannot_tell_apart_is_refused_at_decoration(annotation):
+    # Found by the fuzzer: Size.SMALL arrived as 1.0, True or 1970-01-01T00:00:01.
     parameter = Parameter("size", Kind(annotation, st.nothing(), "union"), "either")
-    generated, _ = build(Signature([parameter], None, None))
-    with override_settings(TASKS=tasks_setting(IMMEDIATE)):
-        generated.enqueue(Size.SMALL)
-    assert same(RECEIVED[-1]["size"], Size.SMALL)
+    with pytest.raises(InvalidTaskError, match="union whose members JSON cannot tell apart"):
+        build(Signature([parameter], None, None))

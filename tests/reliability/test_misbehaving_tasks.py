@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from django_tasks import TaskResultStatus
 from django_tasks.backends.database.models import DBTaskResult
@@ -50,6 +51,12 @@ MISBEHAVIOURS: dict[str, tuple[Any, str, str | None, str | None]] = {
         FAILED,
         "tests.reliability.reliability_tasks.Unprintable",
         "Unprintable",
+    ),
+    "exception message with a NUL and a lone surrogate": (
+        reliability_tasks.raise_unstorable_message,
+        FAILED,
+        "builtins.ValueError",
+        "ValueError: a NUL \\x00 and a lone surrogate \\ud800",
     ),
     "return value its annotation rejects": (
         reliability_tasks.return_wrong_type,
@@ -123,7 +130,8 @@ def test_misbehaving_tasks__each_ends_visibly_and_the_worker_goes_on(fleet, repo
         wedged.append(f"{fleet.name(worker)} took no task afterwards")
     report.add(
         f"tasks raising SystemExit, KeyboardInterrupt, MemoryError, an unprintable "
-        f"exception; returning a wrong type; leaving autocommit off, a transaction open, "
+        f"exception, a message with a NUL and a lone surrogate; returning a wrong type; "
+        f"leaving autocommit off, a transaction open, "
         f"the connection closed; concurrency {concurrency}",
         tasks=len(misbehaving) + len(good) + 1,
         ran=len(misbehaving) + good_audit.ran + int(runs("after") > 0),
@@ -137,6 +145,22 @@ def test_misbehaving_tasks__each_ends_visibly_and_the_worker_goes_on(fleet, repo
     assert good_audit.ran == len(good)
     assert good_audit.executions == len(good)
     assert wedged == [], worker.output()[-3000:]
+
+
+def _supervise(fleet, options, *, until, timeout: float) -> list[int]:
+    """Run a worker, restarted whenever it exits (systemd's Restart=always), until `until()`.
+
+    Return the exit codes of the workers that died.
+    """
+    worker = fleet.start(*options)
+    exits = []
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            exits.append(worker.process.returncode)
+            worker = fleet.start(*options)
+        time.sleep(0.05)
+    return exits
 
 
 def _wait(condition, timeout: float) -> bool:
@@ -158,15 +182,7 @@ def test_poison_task__that_kills_its_worker_is_failed_after_three_lost_attempts(
         if (result := on_database(reliability_tasks.record).enqueue(f"good-{n}"))
     }
     options = ("--interval", "0.2", "--concurrency", concurrency)
-    worker = fleet.start(*options)
-    exits = []
-    deadline = time.monotonic() + 60
-    # A supervisor's restart loop (systemd's Restart=always), until the task is given up.
-    while not status_is(poison, FAILED) and time.monotonic() < deadline:
-        if worker.process.poll() is not None:
-            exits.append(worker.process.returncode)
-            worker = fleet.start(*options)
-        time.sleep(0.05)
+    exits = _supervise(fleet, options, until=lambda: status_is(poison, FAILED), timeout=60)
     wait_for(lambda: unfinished() == 0, timeout=30, what="the other tasks")
     after = on_database(reliability_tasks.record).enqueue("after")
     took_more = _wait(lambda: status_is(after, SUCCESSFUL), 30)
@@ -262,3 +278,81 @@ def test_long_task__its_lease_is_renewed_so_it_runs_once(fleet, report):
     assert (row.worker_ids, row.errors) == (["runner"], [])
     assert (runs("long:start"), runs("long:end")) == (1, 1)
     assert wedged == []
+
+
+@pytest.mark.parametrize("concurrency", CONCURRENCY)
+def test_poison_task__claimed_with_others_does_not_take_their_attempts(fleet, report, concurrency):
+    # With --prefetch the poison task is claimed in one batch with the good ones, first in
+    # line. Its first run takes the batch down with it (one lost attempt each); from then
+    # on it runs alone, so only it reaches MAX_LOST_ATTEMPTS.
+    poison = on_database(reliability_tasks.exit_process).enqueue("poison")
+    good = {
+        result.id: f"good-{n}"
+        for n in range(8)
+        if (result := on_database(reliability_tasks.record).enqueue(f"good-{n}"))
+    }
+    options = ("--interval", "0.2", "--concurrency", concurrency, "--prefetch", "10")
+    exits = _supervise(fleet, options, until=lambda: unfinished() == 0, timeout=90)
+    wedged = fleet.stop_gracefully()
+
+    rows = DBTaskResult.objects.filter(id__in=list(good))
+    most_lost = max(
+        [error["exception_class_path"] for error in row.errors].count(WORKER_LOST) for row in rows
+    )
+    good_audit = audit(good)
+    report.add(
+        f"poison task claimed in one batch with 8 others (--prefetch 10), "
+        f"concurrency {concurrency}",
+        tasks=1 + len(good),
+        ran=1 + good_audit.ran,
+        lost=len(good_audit.lost),
+        twice=len(good_audit.twice_beyond_lease_rule),
+        wedged=len(wedged),
+        notes=f"poison {row_of(poison).status} after {runs('poison')} runs; the others lost "
+        f"at most {most_lost} attempt(s) each; " + good_audit.summary(),
+    )
+    assert row_of(poison).status == FAILED
+    assert runs("poison") == 3
+    assert exits == [7, 7, 7]
+    assert most_lost <= 1
+    assert good_audit.lost == []
+    assert good_audit.failed == {}
+    assert {row.status for row in rows} == {SUCCESSFUL}
+    assert good_audit.twice_beyond_lease_rule == [], describe(good_audit.twice_beyond_lease_rule)
+    assert wedged == []
+
+
+def test_outcome_too_large_for_the_database_fails_that_task_and_the_worker_goes_on(fleet, report):
+    # 20 MB: more than MariaDB's default max_allowed_packet (16 MB), which refuses the
+    # write and drops the connection each time; PostgreSQL and SQLite store it.
+    huge = on_database(reliability_tasks.return_huge).enqueue("huge", 20)
+    small = on_database(reliability_tasks.record).enqueue("small")
+    worker = fleet.start("--interval", "0.2", "--prefetch", "10")
+
+    finished = _wait(lambda: unfinished() == 0, 90)
+    after = on_database(reliability_tasks.record).enqueue("after")
+    took_more = _wait(lambda: status_is(after, SUCCESSFUL), 30)
+    wedged = fleet.stop_gracefully()
+    row = row_of(huge)
+    report.add(
+        "a task returning 20 MB (over MariaDB's max_allowed_packet), claimed with another",
+        tasks=3,
+        ran=runs("huge") + runs("small") + runs("after"),
+        lost=int(not finished),
+        twice=0,
+        wedged=len(wedged) + int(not took_more),
+        notes=f"the large one {row.status}, the others {row_of(small).status}",
+    )
+    assert finished, "a task was left unfinished"
+    assert took_more, worker.output()
+    assert wedged == []
+    assert status_is(small, SUCCESSFUL)
+    assert runs("huge") == 1
+    if connection.vendor == "mysql":
+        assert row.status == FAILED
+        assert row.errors[-1]["exception_class_path"] == "django_tasks.exceptions.InvalidTask"
+        assert "could not be stored, so it is recorded as failed" in row.errors[-1]["traceback"]
+        assert "task_outcome_unstorable" in worker.output()
+    else:
+        assert row.status == SUCCESSFUL
+        assert len(huge.refresh().return_value) == 20 << 20

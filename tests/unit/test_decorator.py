@@ -39,6 +39,52 @@ def test_task__unsupported_type_is_rejected_at_decoration():
         task(tasks.takes_a_socket)
 
 
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        pytest.param(
+            tasks.takes_size_or_float,
+            "Task 'tests.tasks.takes_size_or_float' has a union whose members JSON cannot tell "
+            "apart, in parameter 'size': in Size | float, <Size.SMALL: 1> (Size) is stored as "
+            "1 and would reach the task as 1.0 (float). Use one type there, or a discriminated "
+            "union (pydantic models that each carry a Literal tag field).",
+            id="int-enum-or-float",
+        ),
+        pytest.param(
+            tasks.returns_key_or_text,
+            "in the return annotation: in UUID | str, UUID('00000000-0000-0000-0000-000000000001') "
+            "(UUID) is stored as '00000000-0000-0000-0000-000000000001' and would reach the "
+            "task as '00000000-0000-0000-0000-000000000001' (str)",
+            id="return-uuid-or-str",
+        ),
+    ],
+)
+def test_task__union_that_json_cannot_tell_apart_is_rejected_at_decoration(function, message):
+    with pytest.raises(InvalidTaskError) as caught:
+        task(function)
+
+    assert message in str(caught.value)
+
+
+def test_task__model_in_a_union_with_more_than_none_is_rejected_without_a_query():
+    # No database here: a query would fail the test with pytest-django's own error.
+    with pytest.raises(InvalidTaskError, match="a union may pair a model only with None"):
+        task(tasks.takes_run_or_key)
+
+
+def test_task__union_member_validator_raising_does_not_escape_decoration():
+    # The KeyError would also stop a worker reading back the str "0": refused, as such.
+    with pytest.raises(InvalidTaskError, match="'0' \\(str\\) is stored as '0' and could not"):
+        task(tasks.takes_picky_union)
+
+
+def test_task__discriminated_union_is_accepted_and_arrives_as_its_member():
+    result = tasks.area.enqueue(tasks.Square(side=2.0), "abc")
+
+    assert result.return_value == 6.0
+    assert result.args == [tasks.Square(side=2.0), "abc"]
+
+
 def test_task__is_registered_by_module_path():
     from django_tasks.tasks import registered_task
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+import typing
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, NotRequired
 
 import pytest
 
-from django_tasks import InvalidTaskError, serializers
+from django_tasks import InvalidTaskError, _fidelity, serializers
 from tests import tasks
 from tests.conftest import IMMEDIATE, tasks_setting
 
@@ -166,12 +168,48 @@ def test_enqueue__untyped_tuples_become_lists_as_in_django(immediate):
         pytest.param("a\x00b", "'args[0]': the NUL character \\u0000 cannot be stored", id="nul"),
         pytest.param({"k\x00": 1}, "the NUL character", id="nul-key"),
         pytest.param(2**64, "'args[0]': OrjsonSerializer cannot encode it", id="int-past-64-bits"),
+        pytest.param(
+            {"\ud800": 1}, "'value': the key '\\ud800' is not valid Unicode", id="surrogate-key"
+        ),
+        pytest.param(
+            [{"k": {"\ud800": 1}}],
+            "'value[0].k': the key '\\ud800' is not valid Unicode",
+            id="surrogate-key-nested",
+        ),
     ],
 )
 def test_enqueue__rejects_what_json_would_change(immediate, value, problem):
     error = errors_of(lambda: tasks.echo.enqueue(value))
 
     assert problem in str(error)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "scanned"),
+    [
+        (int, False),
+        (str | None, False),
+        (list[str], False),
+        (Sequence[int], False),
+        (tuple[int, ...], False),
+        (NotRequired[int], False),  # a parameter with a default
+        (datetime, True),
+        (NotRequired[datetime], True),
+        (tuple[datetime, ...], True),
+        (set[time], True),
+        (dict[str, int], True),  # its keys
+        (list[dict[str, int]], True),
+        (list[Any], True),  # Any may hold a dict
+        (typing.List, True),  # noqa: UP006 - bare: may hold anything
+        (typing.Sequence, True),
+        (list, True),
+        (Any, True),
+        (tasks.Address, True),
+    ],
+)
+def test_needs_scan__only_what_may_hold_a_datetime_time_or_dict_key(annotation, scanned):
+    """Values JSON would change unnoticed are looked for only where they can be."""
+    assert _fidelity.needs_scan(annotation) is scanned
 
 
 def test_enqueue__backslash_u0000_text_is_not_a_nul(immediate):

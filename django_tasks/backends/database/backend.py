@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -78,11 +79,8 @@ class DatabaseBackend(BaseTaskBackend):
     ) -> list[results.TaskResult[T]]:
         """Insert the calls as READY rows: one statement per 500, in one transaction."""
         enqueued = [self.stamp(result) for result, _ in prepared]
-        inserts.insert_ready(
-            self.db_alias(),
-            self.alias,
-            [(e, d) for e, (_, d) in zip(enqueued, prepared, strict=True)],
-        )
+        rows = [(e, d) for e, (_, d) in zip(enqueued, prepared, strict=True)]
+        inserts.insert_ready(self.db_alias(), self.alias, rows)
         for result in enqueued:
             signals.send_enqueued(type(self), result)
         return enqueued
@@ -101,6 +99,7 @@ class DatabaseBackend(BaseTaskBackend):
             )
         now = timezone.now()
         new_row = self.model.objects.using(self.db_alias()).create(
+            id=uuid.UUID(self.new_result_id()),
             task_path=row.task_path,
             backend_name=row.backend_name,
             queue_name=row.queue_name,

@@ -50,6 +50,9 @@ class DBTaskResult(models.Model):
         verbose_name = "task result"
         verbose_name_plural = "task results"
         ordering = ["-enqueued_at"]
+        # Migration 0004 makes the lease, worker and finished indexes partial (`IS NOT
+        # NULL` on their column) where the database supports it; the state here stays
+        # plain, which is what MySQL and MariaDB keep.
         indexes = [
             # The claim: READY rows, highest priority first, then FIFO.
             models.Index(fields=["status", "-priority", "ready_at"], name="django_tasks_claim_idx"),

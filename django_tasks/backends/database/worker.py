@@ -17,6 +17,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -79,6 +80,7 @@ class Worker:
         self.lease = timedelta(seconds=backend.options.lease_seconds)
         self.tasks_finished = 0
         self._stopping = threading.Event()
+        self._signals = 0  # counted by a signal handler (see note_stop_signal)
         self._forced = threading.Event()
         self._wake = threading.Event()
         self._heartbeat_stop = threading.Event()
@@ -95,6 +97,9 @@ class Worker:
         # Rows may be RUNNING under this id without this process knowing: left by a
         # predecessor with the same id, or later by a claim that lost its connection.
         self._check_unknown_claims = True
+        # A row whose last attempt died with its worker runs alone (see _isolate_suspect).
+        self._alone: uuid.UUID | None = None
+        self._claim_one = False
         self._oldest = 0.0
         self._running: dict[concurrent.futures.Future[claims.Finished], DBTaskResult] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -105,12 +110,12 @@ class Worker:
     @property
     def stopping(self) -> bool:
         """Tell whether the worker was asked to stop."""
-        return self._stopping.is_set()
+        return self._signals > 0 or self._stopping.is_set()
 
     @property
     def forced(self) -> bool:
         """Tell whether a second signal asked the worker to stop at once."""
-        return self._forced.is_set()
+        return self._signals > 1 or self._forced.is_set()
 
     def request_stop(self) -> None:
         """Stop claiming; finish the tasks in hand, then return from `run`."""
@@ -120,12 +125,27 @@ class Worker:
     def stop_now(self) -> None:
         """Stop at once: hand back every claimed task, running or not, and return.
 
-        Called from a signal handler while a task runs in the main thread (concurrency
-        1), it interrupts the task by raising `ForcedStop` there.
+        A task running in the main thread (concurrency 1) is not interrupted by this;
+        `note_stop_signal` does that, from a signal handler.
         """
         self._forced.set()
         self.request_stop()
-        if self._inline_row is not None and threading.current_thread() is threading.main_thread():
+
+    def note_stop_signal(self) -> None:
+        """Count a stop signal: the first stops gracefully, a second at once.
+
+        Meant for a signal handler, which runs in the main thread between two bytecodes,
+        maybe while that thread holds a lock: this takes none, it only counts, so the
+        loops stop before they start another task. On a second signal it interrupts a
+        task running in the main thread by raising `ForcedStop` there. Waits are not
+        woken: the caller also calls `request_stop` or `stop_now` outside the handler.
+        """
+        self._signals += 1
+        if (
+            self._signals > 1
+            and self._inline_row is not None
+            and threading.current_thread() is threading.main_thread()
+        ):
             raise ForcedStop
 
     def run(self) -> None:
@@ -144,8 +164,10 @@ class Worker:
             if self.options.startup_delay:
                 self._wake.wait(random.uniform(0, self.options.interval))
             self._database("reclaim", self._reclaim)
-            with contextlib.suppress(ForcedStop):
+            try:
                 self._loop()
+            except ForcedStop:
+                self.stop_now()
             self._drain()
         finally:
             self._stopping.set()
@@ -165,15 +187,15 @@ class Worker:
             )
 
     def _loop(self) -> None:
-        while not self._stopping.is_set():
+        while not self.stopping:
             self._collect(timeout=0)
             if self._limit_reached():
                 return
             free = self.options.concurrency - len(self._running)
             claimed_nothing = False
-            if free > 0 and not self._pending:
+            if free > 0 and not self._pending and not self._running_alone():
                 self._flush(force=True)
-                limit = free + self.options.prefetch
+                limit = 1 if self._claim_one else free + self.options.prefetch
                 if self.options.max_tasks is not None:
                     left = self.options.max_tasks - self.tasks_finished - len(self._running)
                     limit = min(limit, left)
@@ -182,11 +204,15 @@ class Worker:
                     # The claim may have committed before its connection died.
                     self._check_unknown_claims = True
                     rows = []
-                self._pending.extend(rows)
+                self._pending.extend(self._isolate_suspect(rows))
                 claimed_nothing = not rows
             if self._inline:
                 self._run_inline()
             while free > 0 and self._pending and not self._inline:
+                if self._pending[0].id == self._alone:
+                    if self._running:
+                        break  # it starts once the others have finished
+                    self._flush(force=True)
                 self._start(self._pending.popleft())
                 free -= 1
             if self._running:
@@ -196,6 +222,40 @@ class Worker:
                 if self.options.batch:
                     return
                 self._idle()
+
+    def _isolate_suspect(self, rows: list[DBTaskResult]) -> list[DBTaskResult]:
+        """Keep at most one row whose last attempt was lost with its worker, and run it last.
+
+        Such a row may be what killed its worker. Run with others, it would take their
+        attempts down with it each time, until they too reached `MAX_LOST_ATTEMPTS`.
+        So it runs on its own: after the other rows of its claim have finished and been
+        written, with nothing else claimed meanwhile. Other suspects of the same claim
+        are handed back, to be claimed (and run alone) later.
+        """
+        suspects = [row for row in rows if claims.last_attempt_lost(row)]
+        # After many attempts were lost at once (an outage longer than the lease), the
+        # head of the queue is all suspects: claim one row at a time until it is not.
+        self._claim_one = bool(suspects)
+        if not suspects:
+            return rows
+        alone, *others = suspects
+        if others:
+            # Retried through an outage: they must not stay held while the suspect runs.
+            released = self._database(
+                "release", claims.release, self.scope, self.worker_id, others, retry=True
+            )
+            if released is None:  # stopped at once meanwhile
+                self._check_unknown_claims = True
+        self._alone = alone.id
+        return [*(row for row in rows if row not in suspects), alone]
+
+    def _running_alone(self) -> bool:
+        if self._alone is None:
+            return False
+        if any(row.id == self._alone for row in (*self._pending, *self._running.values())):
+            return True
+        self._alone = None
+        return False
 
     def _close_pool_connections(self) -> None:
         """Close each pool thread's database connections: one job per thread, held by a barrier."""
@@ -261,8 +321,10 @@ class Worker:
 
     def _run_inline(self) -> None:
         """Run the claimed rows one by one in this thread, until stopped or at the limit."""
-        while self._pending and not self._stopping.is_set() and not self._limit_reached():
+        while self._pending and not self.stopping and not self._limit_reached():
             row = self._pending.popleft()
+            if row.id == self._alone:
+                self._flush(force=True)
             self._inline_row = row
             try:
                 finished = self._execute(row)
@@ -273,7 +335,7 @@ class Worker:
                 self._inline_row = None
             self._add_finished(finished)
             self._flush()
-        if not self._pending and not self._stopping.is_set() and self._unwritten:
+        if not self._pending and not self.stopping and self._unwritten:
             self._flush(force=True)
 
     def _add_finished(self, finished: claims.Finished) -> None:
@@ -390,9 +452,7 @@ class Worker:
         if not (force or due):
             return
         self._unwritten = []
-        kept = self._database(
-            "finish", claims.finish_many, self.scope, self.worker_id, unwritten, retry=True
-        )
+        kept = self._write(unwritten)
         if kept is not None and kept < len(unwritten):
             logger.warning(
                 "task_lease_lost worker_id=%s lost=%d: another worker took tasks back before "
@@ -400,6 +460,53 @@ class Worker:
                 self.worker_id,
                 len(unwritten) - kept,
             )
+
+    def _write(self, outcomes: list[claims.Finished], *, as_failure: bool = False) -> int | None:
+        """Write finished attempts; return how many rows were still ours (None: stopped).
+
+        A database that is down is waited for, so no outcome is lost. A database that
+        is up but refuses the statement (an outcome too large for MySQL's
+        `max_allowed_packet`, a value a column rejects) must not stop the worker for
+        good: the outcomes are then written one by one, and one refused alone is
+        recorded as FAILED with the reason instead of its result. If even that is
+        refused, the row is left to its lease, to be taken back as a lost attempt.
+        """
+        delay = 0.2
+        refused = 0
+        while True:
+            try:
+                return claims.finish_many(self.scope, self.worker_id, outcomes)
+            except DatabaseError as error:
+                _close_connection(self.scope.alias)
+                self._outages += 1
+                reachable = self._database("ping", _ping, self.scope.alias) is not None
+                logger.warning(
+                    "database_unavailable action=finish worker_id=%s error=%s retry_in=%.1fs",
+                    self.worker_id,
+                    _first_line(error),
+                    0 if reachable else delay,
+                )
+                if len(outcomes) > 1 and reachable:
+                    kept = [self._write([outcome]) for outcome in outcomes]
+                    return None if None in kept else sum(k or 0 for k in kept)
+                # Refused three times while the database answers: not a passing fault
+                # (a dropped connection, a deadlock), so give up on the result.
+                refused = refused + 1 if reachable else 0
+                if refused < _REFUSALS:
+                    if self._forced.wait(delay):
+                        return None
+                    delay = min(delay * 2, 10.0)
+                    continue
+                logger.error(
+                    "task_outcome_unstorable id=%s worker_id=%s error=%s%s",
+                    outcomes[0].id,
+                    self.worker_id,
+                    _first_line(error),
+                    ": left to its lease" if as_failure else ": recorded as FAILED",
+                )
+                if as_failure:
+                    return 0
+                return self._write([_unstorable(outcomes[0], error)], as_failure=True)
 
     def _heartbeat(self) -> None:
         """Renew this worker's leases and take back expired ones, until the worker stops."""
@@ -429,7 +536,7 @@ class Worker:
                     "database_unavailable action=%s worker_id=%s error=%s retry_in=%.1fs",
                     action,
                     self.worker_id,
-                    str(error).strip().splitlines()[0] if str(error).strip() else type(error),
+                    _first_line(error),
                     delay,
                 )
                 _close_connection(self.scope.alias)
@@ -439,6 +546,37 @@ class Worker:
             except DatabaseError:
                 _close_connection(self.scope.alias)
                 raise
+
+
+_REFUSALS = 3
+
+
+def _unstorable(outcome: claims.Finished, error: DatabaseError) -> claims.Finished:
+    """Return `outcome` as a FAILED attempt saying why its result could not be stored."""
+    failure = results.TaskError.from_exception(
+        exceptions.InvalidTask(
+            "The outcome of the attempt could not be stored, so it is recorded as failed: "
+            f"{type(error).__name__}: {_first_line(error)}"
+        )
+    )
+    return dataclasses.replace(
+        outcome,
+        status=results.TaskResultStatus.FAILED,
+        return_value=None,
+        finished_at=outcome.finished_at or timezone.now(),
+        errors=[*outcome.errors, dataclasses.asdict(failure)],
+    )
+
+
+def _ping(alias: str) -> bool:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return True
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _unrunnable(row: DBTaskResult, error: Exception) -> exceptions.InvalidTask:
@@ -516,7 +654,7 @@ class _PostgresListener:
                 for _ in notifies(timeout=min(remaining, 0.25), stop_after=1):
                     return True
         except Exception as error:  # the next poll finds the tasks anyway
-            logger.warning("listen_failed error=%s", str(error).strip().splitlines()[0])
+            logger.warning("listen_failed error=%s", _first_line(error))
             self._ready = False
             wake.wait(max(0.0, deadline - time.monotonic()))
             return False

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -95,8 +98,8 @@ class Command(BaseCommand):
         self._configure_logging(options["verbosity"])
         backend = database_backend(options["backend"], "db_worker")
         worker = Worker(backend, self._worker_options(options))
-        self._install_signal_handlers(worker)
-        worker.run()
+        with stop_on_signals(worker):
+            worker.run()
         if worker.forced:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -129,18 +132,62 @@ class Command(BaseCommand):
             logger.addHandler(handler)
             logger.propagate = False
 
-    def _install_signal_handlers(self, worker: Worker) -> None:
-        def on_signal(number: int, frame: FrameType | None) -> None:
-            name = signal.Signals(number).name
-            if not worker.stopping:
-                logger.warning("worker_stopping signal=%s graceful=true", name)
-                worker.request_stop()
-            else:
-                logger.warning("worker_stopping signal=%s graceful=false", name)
-                worker.stop_now()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_on_signals(worker: Worker) -> Iterator[None]:
+    """Stop `worker` on SIGTERM or SIGINT: gracefully on the first, at once on the second.
+
+    Python runs a signal handler in the main thread between two bytecodes, possibly
+    while that thread holds a lock: inside `threading.Event.wait`, or while writing a
+    log line. A handler that took the same lock (to set an Event, or to log) would wait
+    for itself forever. So the handler only counts the signal on the worker (which its
+    loops check before each task; a second signal also interrupts a task running in
+    the main thread, which only that thread can do) and writes the signal's number to a
+    pipe. A thread reading the pipe logs, and wakes the worker with `request_stop` or
+    `stop_now`. The previous handlers are put back on exit.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(OSError):
+            os.write(write_end, bytes((number,)))
+        worker.note_stop_signal()
+
+    def relay() -> None:
+        handled = 0
+        while True:
+            for number in os.read(read_end, 64):
+                if number == 0:
+                    return
+                handled += 1
+                name = signal.Signals(number).name
+                if handled == 1:
+                    logger.warning("worker_stopping signal=%s graceful=true", name)
+                    worker.request_stop()
+                else:
+                    logger.warning("worker_stopping signal=%s graceful=false", name)
+                    worker.stop_now()
+
+    thread = threading.Thread(target=relay, name="django_tasks_signals", daemon=True)
+    previous: dict[signal.Signals, Any] = {}
+    try:
+        for stop_signal in STOP_SIGNALS:
+            previous[stop_signal] = signal.signal(stop_signal, on_signal)
+        thread.start()  # signals received before this wait in the pipe
+        yield
+    finally:
+        if thread.ident is not None:
+            os.write(write_end, b"\0")  # the relay handles what came before, then returns
+            thread.join()
+        for stop_signal, handler in previous.items():
+            # None: the handler was not installed from Python; the default stands in.
+            signal.signal(stop_signal, signal.SIG_DFL if handler is None else handler)
+        os.close(read_end)
+        os.close(write_end)
 
 
 def argparse_boolean() -> Any:
