@@ -12,7 +12,10 @@ import time
 import pytest
 from django.db import connection
 
+from django_tasks import TaskResultStatus
+from django_tasks.backends.database.models import DBTaskResult
 from tests.acceptance.conftest import wait_for
+from tests.models import Run
 from tests.reliability import reliability_tasks
 from tests.reliability.conftest import (
     answering,
@@ -30,6 +33,8 @@ OPTIONS = [
     ("--interval", "0.2", "--concurrency", "2", "--prefetch", "2"),
     ("--interval", "0.2", "--prefetch", "4"),
 ]
+RUNNING = TaskResultStatus.RUNNING
+SUCCESSFUL = TaskResultStatus.SUCCESSFUL
 DATABASE_ERRORS = {"django.db.utils.OperationalError", "django.db.utils.InterfaceError"}
 
 
@@ -39,6 +44,10 @@ def enqueue(plan, prefix: str) -> dict[str, str]:
         task.arguments(f"{prefix}-{n}", plan.task_seconds) for n in range(plan.fault_tasks)
     )
     return {result.id: f"{prefix}-{n}" for n, result in enumerate(results)}
+
+
+def status_of(result) -> str:
+    return DBTaskResult.objects.get(id=result.id).status
 
 
 def logged(fleet, token: str) -> int:
@@ -74,6 +83,46 @@ def test_dropped_connections__workers_reconnect_and_nothing_is_lost(fleet, plan,
     assert set(result.failed.values()) <= DATABASE_ERRORS, describe(result.failed)
     assert wedged == []
     assert rounds >= 1
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite has no server connections")
+def test_connection_dropped_while_a_write_waits_for_its_retry__is_not_taken_for_a_refusal(
+    fleet, report
+):
+    # The worker retries a failed write after a backoff wait. A write that fails right
+    # after the database answered counts as refused, and three refusals record the task
+    # as FAILED. Here every connection is dropped 50 ms into each wait, as a flaky
+    # network or a busy KILL loop would: the write must still land, as SUCCESSFUL.
+    result = reliability_tasks.record.using(backend="database").enqueue("waits", 1.0)
+    worker = fleet.start("--interval", "0.2")
+    wait_for(lambda: Run.objects.filter(key="waits").exists(), what="the task to start")
+    drop_worker_connections()  # while the task sleeps: its result's write will fail
+
+    token = "database_unavailable action=finish"
+    seen = dropped = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and status_of(result) == RUNNING:
+        count = worker.output().count(token)
+        if count > seen:
+            seen = count
+            time.sleep(0.05)
+            dropped += drop_worker_connections()
+        time.sleep(0.01)
+    wedged = fleet.stop_gracefully()
+    row = DBTaskResult.objects.get(id=result.id)
+    report.add(
+        "connections dropped while a failed write waits for its retry",
+        tasks=1,
+        ran=Run.objects.filter(key="waits").count(),
+        lost=int(row.status == RUNNING),
+        twice=0,
+        wedged=len(wedged),
+        notes=f"{seen} failed writes, {dropped} connections dropped; the task {row.status}",
+    )
+    assert seen >= 1, worker.output()
+    assert row.status == SUCCESSFUL, (row.errors, worker.output())
+    assert "task_outcome_unstorable" not in worker.output()
+    assert wedged == []
 
 
 def test_server_restart__workers_reconnect_and_nothing_is_lost(

@@ -461,7 +461,9 @@ class Worker:
                 len(unwritten) - kept,
             )
 
-    def _write(self, outcomes: list[claims.Finished], *, as_failure: bool = False) -> int | None:
+    def _write(
+        self, outcomes: list[claims.Finished], *, as_failure: bool = False, pinged: bool = False
+    ) -> int | None:
         """Write finished attempts; return how many rows were still ours (None: stopped).
 
         A database that is down is waited for, so no outcome is lost. A database that
@@ -470,6 +472,13 @@ class Worker:
         good: the outcomes are then written one by one, and one refused alone is
         recorded as FAILED with the reason instead of its result. If even that is
         refused, the row is left to its lease, to be taken back as a lost attempt.
+
+        A statement counts as refused only when it fails right after the database
+        answered a ping on the same connection. The backoff wait comes before the ping,
+        never between ping and statement: a connection dropped while the worker waits
+        (an outage, a `KILL`, `pg_terminate_backend`) is then found by the ping and
+        replaced, instead of being taken for a refusal of the outcome. `pinged` says the
+        connection answered just before this call.
         """
         delay = 0.2
         refused = 0
@@ -479,34 +488,33 @@ class Worker:
             except DatabaseError as error:
                 _close_connection(self.scope.alias)
                 self._outages += 1
-                reachable = self._database("ping", _ping, self.scope.alias) is not None
+                refused = refused + 1 if pinged else 0
+                if refused >= _REFUSALS:
+                    # Refused each time right after the database answered: not a passing
+                    # fault (a dropped connection, a deadlock), so give up on the result.
+                    logger.error(
+                        "task_outcome_unstorable id=%s worker_id=%s error=%s%s",
+                        outcomes[0].id,
+                        self.worker_id,
+                        _first_line(error),
+                        ": left to its lease" if as_failure else ": recorded as FAILED",
+                    )
+                    if as_failure:
+                        return 0
+                    return self._write([_unstorable(outcomes[0], error)], as_failure=True)
                 logger.warning(
                     "database_unavailable action=finish worker_id=%s error=%s retry_in=%.1fs",
                     self.worker_id,
                     _first_line(error),
-                    0 if reachable else delay,
+                    delay,
                 )
-                if len(outcomes) > 1 and reachable:
-                    kept = [self._write([outcome]) for outcome in outcomes]
+                if self._forced.wait(delay):
+                    return None
+                delay = min(delay * 2, 10.0)
+                pinged = self._database("ping", _ping, self.scope.alias) is not None
+                if pinged and len(outcomes) > 1:
+                    kept = [self._write([outcome], pinged=True) for outcome in outcomes]
                     return None if None in kept else sum(k or 0 for k in kept)
-                # Refused three times while the database answers: not a passing fault
-                # (a dropped connection, a deadlock), so give up on the result.
-                refused = refused + 1 if reachable else 0
-                if refused < _REFUSALS:
-                    if self._forced.wait(delay):
-                        return None
-                    delay = min(delay * 2, 10.0)
-                    continue
-                logger.error(
-                    "task_outcome_unstorable id=%s worker_id=%s error=%s%s",
-                    outcomes[0].id,
-                    self.worker_id,
-                    _first_line(error),
-                    ": left to its lease" if as_failure else ": recorded as FAILED",
-                )
-                if as_failure:
-                    return 0
-                return self._write([_unstorable(outcomes[0], error)], as_failure=True)
 
     def _heartbeat(self) -> None:
         """Renew this worker's leases and take back expired ones, until the worker stops."""
