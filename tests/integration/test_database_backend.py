@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import signal
 import threading
@@ -20,6 +21,7 @@ from django.utils import timezone
 import django_tasks
 from django_tasks import RetryPolicy, TaskResultStatus
 from django_tasks.backends.database import claims
+from django_tasks.backends.database.management.commands import db_worker
 from django_tasks.backends.database.management.commands.db_worker import stop_on_signals
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.backends.database.worker import Worker, WorkerOptions
@@ -253,6 +255,39 @@ def test_stop_signal__handled_while_the_main_thread_holds_the_workers_lock(backe
     assert stopped
     assert not worker.forced
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back on exit
+
+
+def test_stop_signal__a_log_handler_stuck_in_the_relay_does_not_keep_the_worker(
+    backend, monkeypatch
+):
+    """The relay thread logs the stop; a handler stuck writing that line (stdout piped
+    to a reader that stopped reading) must not keep the command from returning."""
+    monkeypatch.setattr(db_worker, "RELAY_JOIN_SECONDS", 0.3)
+    stuck, release = threading.Event(), threading.Event()
+
+    class Stuck(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("worker_stopping"):
+                stuck.set()
+                release.wait(10)
+
+    handler = Stuck()
+    worker_logger = db_worker.logger
+    worker_logger.addHandler(handler)
+    worker = Worker(backend, WorkerOptions(startup_delay=False))
+    try:
+        with stop_on_signals(worker):
+            signal.raise_signal(signal.SIGTERM)
+            assert stuck.wait(5)
+            started = time.monotonic()
+        left_in = time.monotonic() - started
+    finally:
+        release.set()
+        worker_logger.removeHandler(handler)
+
+    assert 0.3 <= left_in < 2.0
+    assert worker.stopping  # counted by the handler itself, relay or not
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_stop_signals__between_two_tasks_start_no_other(backend):

@@ -136,6 +136,9 @@ class Command(BaseCommand):
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+RELAY_JOIN_SECONDS = 5.0
+
+
 @contextlib.contextmanager
 def stop_on_signals(worker: Worker) -> Iterator[None]:
     """Stop `worker` on SIGTERM or SIGINT: gracefully on the first, at once on the second.
@@ -180,14 +183,20 @@ def stop_on_signals(worker: Worker) -> Iterator[None]:
         thread.start()  # signals received before this wait in the pipe
         yield
     finally:
+        relaying = False
         if thread.ident is not None:
-            os.write(write_end, b"\0")  # the relay handles what came before, then returns
-            thread.join()
+            with contextlib.suppress(OSError):
+                os.write(write_end, b"\0")  # the relay handles what came before, then returns
+            # The worker has stopped by now, so the relay has at most a log line to write;
+            # a log handler stuck on a full pipe must not keep the process from exiting.
+            thread.join(RELAY_JOIN_SECONDS)
+            relaying = thread.is_alive()
         for stop_signal, handler in previous.items():
             # None: the handler was not installed from Python; the default stands in.
             signal.signal(stop_signal, signal.SIG_DFL if handler is None else handler)
-        os.close(read_end)
-        os.close(write_end)
+        if not relaying:  # a relay still reading keeps its pipe; the process exit closes it
+            os.close(read_end)
+            os.close(write_end)
 
 
 def argparse_boolean() -> Any:
