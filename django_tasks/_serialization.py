@@ -14,7 +14,20 @@ from django_tasks import _signatures, exceptions, serializers
 
 
 def _encode(serializer: serializers.Serializer, value: Any) -> bytes | str:
-    return serializer.dumps(value)
+    data = serializer.dumps(value)
+    # A serializer that returns text (the stdlib one, with ensure_ascii off) lets a lone
+    # surrogate through, which no database can store as UTF-8: refuse it here, with a
+    # reason, rather than at the INSERT or the worker's write. ASCII text is checked in
+    # constant time.
+    if isinstance(data, str) and not data.isascii():
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"the text holds a lone surrogate ({data[error.start]!r}), which is not "
+                "valid Unicode"
+            ) from None
+    return data
 
 
 def _named_arguments(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:

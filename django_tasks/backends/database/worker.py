@@ -38,6 +38,7 @@ R = TypeVar("R")
 _DATABASE_DOWN = (OperationalError, InterfaceError)
 FLUSH_ROWS = 100
 FLUSH_SECONDS = 0.2
+HEARTBEAT_RETRY_SECONDS = 1.0
 
 
 class ForcedStop(BaseException):
@@ -168,6 +169,16 @@ class Worker:
                 self._loop()
             except ForcedStop:
                 self.stop_now()
+            except Exception:
+                # A bug, or an error nothing expected: keep the outcomes already known
+                # and hand back the rows not started, then stop with the error.
+                logger.exception("worker_failed worker_id=%s", self.worker_id)
+                self.request_stop()
+                try:
+                    self._drain()
+                except Exception:
+                    logger.exception("worker_drain_failed worker_id=%s", self.worker_id)
+                raise
             self._drain()
         finally:
             self._stopping.set()
@@ -366,6 +377,7 @@ class Worker:
         while self._running and not self.forced:
             self._collect(timeout=0.2)
             self._flush()
+        self._collect(timeout=0)  # stopped at once: attempts that ended meanwhile are kept
         self._flush(force=True)
         interrupted = [self._interrupted] if self._interrupted else []
         if self.forced and (self._running or interrupted):
@@ -404,7 +416,7 @@ class Worker:
             failure = dataclasses.asdict(results.TaskError.from_exception(error))
             errors = [*row.errors, failure]
             return self._finished(row, start, started_at, "FAILED", None, errors, None)
-        signals.task_started.send(type(self.backend), task_result=running)
+        signals.send_while_running(signals.task_started, type(self.backend), task_result=running)
         try:
             outcome = _execution.execute(
                 self.backend, running, row.args_kwargs, propagate=(ForcedStop,)
@@ -471,7 +483,9 @@ class Worker:
         `max_allowed_packet`, a value a column rejects) must not stop the worker for
         good: the outcomes are then written one by one, and one refused alone is
         recorded as FAILED with the reason instead of its result. If even that is
-        refused, the row is left to its lease, to be taken back as a lost attempt.
+        refused, the attempt is recorded as lost (`_give_up`), so the row is not held.
+        An error from outside the database (a value the driver cannot encode) is a
+        refusal at once: trying again cannot help.
 
         A statement counts as refused only when it fails right after the database
         answered a ping on the same connection. The backoff wait comes before the ping,
@@ -485,10 +499,23 @@ class Worker:
         while True:
             try:
                 return claims.finish_many(self.scope, self.worker_id, outcomes)
-            except DatabaseError as error:
-                _close_connection(self.scope.alias)
-                self._outages += 1
-                refused = refused + 1 if pinged else 0
+            except Exception as error:
+                if isinstance(error, DatabaseError):
+                    _close_connection(self.scope.alias)
+                    self._outages += 1
+                    refused = refused + 1 if pinged else 0
+                else:
+                    logger.error(
+                        "task_outcome_write_failed worker_id=%s error=%s: %s",
+                        self.worker_id,
+                        type(error).__name__,
+                        _first_line(error),
+                    )
+                    refused = _REFUSALS
+                if refused >= _REFUSALS and len(outcomes) > 1:
+                    # Find the outcome at fault: the others are written.
+                    kept = [self._write([outcome], pinged=True) for outcome in outcomes]
+                    return None if None in kept else sum(k or 0 for k in kept)
                 if refused >= _REFUSALS:
                     # Refused each time right after the database answered: not a passing
                     # fault (a dropped connection, a deadlock), so give up on the result.
@@ -497,10 +524,10 @@ class Worker:
                         outcomes[0].id,
                         self.worker_id,
                         _first_line(error),
-                        ": left to its lease" if as_failure else ": recorded as FAILED",
+                        ": recorded as a lost attempt" if as_failure else ": recorded as FAILED",
                     )
                     if as_failure:
-                        return 0
+                        return self._give_up(outcomes[0], error)
                     return self._write([_unstorable(outcomes[0], error)], as_failure=True)
                 logger.warning(
                     "database_unavailable action=finish worker_id=%s error=%s retry_in=%.1fs",
@@ -516,13 +543,74 @@ class Worker:
                     kept = [self._write([outcome], pinged=True) for outcome in outcomes]
                     return None if None in kept else sum(k or 0 for k in kept)
 
-    def _heartbeat(self) -> None:
-        """Renew this worker's leases and take back expired ones, until the worker stops."""
-        period = self.lease.total_seconds() / 3
+    def _give_up(self, outcome: claims.Finished, error: BaseException) -> int:
+        """Record an attempt whose outcome no write could store as lost; return 0.
+
+        Left RUNNING, the row would be renewed by this worker's heartbeat for as long as
+        it lives, and never run or finish. As a lost attempt it is READY again (or
+        FAILED, at `MAX_LOST_ATTEMPTS`), like one whose worker died.
+        """
+        reason = (
+            f"Worker {self.worker_id} could not store the outcome of the attempt "
+            f"({type(error).__name__}: {_first_line(error)[:500]}); the attempt was lost."
+        )
+
+        def abandon() -> results.TaskResultStatus | None:
+            row = (
+                DBTaskResult.objects.using(self.scope.alias)
+                .filter(id=outcome.id, status=claims.RUNNING, worker_id=self.worker_id)
+                .first()
+            )
+            if row is None:
+                return None
+            limit = self.backend.options.max_lost_attempts
+            return claims.abandon(self.scope, row, reason, limit, expected_lease=None)
+
         try:
-            while not self._heartbeat_stop.wait(period):
-                self._database("renew", claims.renew, self.scope, self.worker_id, self.lease)
-                self._database("reclaim", self._reclaim)
+            self._database("abandon", abandon)
+        except Exception as failure:
+            # Even that was refused: the next claim takes back whatever this worker
+            # holds without knowing it.
+            logger.error(
+                "task_outcome_unstorable id=%s worker_id=%s error=%s: left to the next claim",
+                outcome.id,
+                self.worker_id,
+                _first_line(failure),
+            )
+            self._check_unknown_claims = True
+        return 0
+
+    def _heartbeat(self) -> None:
+        """Renew this worker's leases and take back expired ones, until the worker stops.
+
+        Renewal runs every third of the lease, and a second after a failed round. A
+        failure that is not a lost connection (a read-only transaction during a
+        failover, a lock timeout, a trigger) is logged as `heartbeat_failed` and tried
+        again the same way: a heartbeat that stopped would let every lease of this
+        worker expire while its tasks run, and they would run again elsewhere.
+        """
+        period = self.lease.total_seconds() / 3
+        wait = period
+        try:
+            while not self._heartbeat_stop.wait(wait):
+                wait = min(HEARTBEAT_RETRY_SECONDS, period)
+                try:
+                    renewed = self._database(
+                        "renew", claims.renew, self.scope, self.worker_id, self.lease
+                    )
+                    if renewed is None:
+                        continue
+                    self._database("reclaim", self._reclaim)
+                except Exception as error:
+                    logger.error(
+                        "heartbeat_failed worker_id=%s error=%s: %s retry_in=%.1fs",
+                        self.worker_id,
+                        type(error).__name__,
+                        _first_line(error),
+                        wait,
+                    )
+                    continue
+                wait = period
         finally:
             connections.close_all()
 
@@ -559,7 +647,7 @@ class Worker:
 _REFUSALS = 3
 
 
-def _unstorable(outcome: claims.Finished, error: DatabaseError) -> claims.Finished:
+def _unstorable(outcome: claims.Finished, error: Exception) -> claims.Finished:
     """Return `outcome` as a FAILED attempt saying why its result could not be stored."""
     failure = results.TaskError.from_exception(
         exceptions.InvalidTask(
@@ -567,13 +655,29 @@ def _unstorable(outcome: claims.Finished, error: DatabaseError) -> claims.Finish
             f"{type(error).__name__}: {_first_line(error)}"
         )
     )
+    # The attempt's own error may be what made the write too large (an exception
+    # message of many megabytes): keep the start and the end of each traceback.
+    errors = [
+        {**error, "traceback": _shortened(error.get("traceback") or "")} for error in outcome.errors
+    ]
     return dataclasses.replace(
         outcome,
         status=results.TaskResultStatus.FAILED,
         return_value=None,
         finished_at=outcome.finished_at or timezone.now(),
-        errors=[*outcome.errors, dataclasses.asdict(failure)],
+        errors=[*errors, dataclasses.asdict(failure)],
     )
+
+
+_KEPT_TRACEBACK = 32_000
+
+
+def _shortened(text: str) -> str:
+    """Return `text`, or its first and last 16,000 characters with what was cut said."""
+    if len(text) <= _KEPT_TRACEBACK:
+        return text
+    half = _KEPT_TRACEBACK // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half:,} characters cut ...]\n{text[-half:]}"
 
 
 def _ping(alias: str) -> bool:
