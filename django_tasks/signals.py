@@ -47,18 +47,10 @@ def send_while_running(signal: Signal, sender: type, **kwargs: Any) -> None:
     """Send `task_started`, `task_finished` or `task_retried` as a task runs.
 
     A receiver that raises cannot change the task's outcome, nor stop a worker with
-    finished outcomes still to write: its exception is logged as
-    `signal_receiver_failed` (with its traceback) and the other receivers still run.
+    finished outcomes still to write: Django logs its exception, with the traceback,
+    on the `django.dispatch` logger, and the other receivers still run.
     """
-    for handler, response in signal.send_robust(sender, **kwargs):
-        if isinstance(response, Exception):
-            logger.error(
-                "signal_receiver_failed receiver=%s error=%s: %s",
-                getattr(handler, "__qualname__", repr(handler)),
-                type(response).__name__,
-                response,
-                exc_info=response,
-            )
+    signal.send_robust(sender, **kwargs)
 
 
 @receiver(setting_changed)

@@ -339,3 +339,12 @@ def maybe_run(run: Run | None) -> str | None:
 def make_run(key: str) -> Run:
     """Return a model instance; `return_value` fetches it again."""
     return Run.objects.create(key=key, pid=0)
+
+
+@task
+def decoded_file_name(name: str) -> str:
+    """Return `name` as `os.fsdecode` gives a file name that is not UTF-8: the bytes that
+    do not decode become lone surrogates, text no database can store."""
+    import os
+
+    return os.fsdecode(name.encode("latin-1"))

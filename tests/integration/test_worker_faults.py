@@ -1,0 +1,213 @@
+"""Faults inside the worker's own process: refused writes, failing renewals, receivers.
+
+Databases refuse statements here for real: a trigger on the task table raises for the
+updates a test picks (SQLite `RAISE(ABORT)`, PostgreSQL `RAISE EXCEPTION`), which
+drivers report as errors other than a lost connection, like a read-only transaction
+during a failover would be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+import django_tasks
+from django_tasks import TaskResultStatus, signals
+from django_tasks.backends.database import claims
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.worker import Worker, WorkerOptions
+from tests import tasks
+from tests.conftest import drain
+from tests.models import Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DATABASE = "django_tasks.backends.database.DatabaseBackend"
+TABLE = DBTaskResult._meta.db_table
+needs_triggers = pytest.mark.skipif(
+    connection.vendor == "mysql",
+    reason="MariaDB reports a trigger's SIGNAL as OperationalError, the class of a lost "
+    "connection, which the worker already retries; the refusal path is shown there by "
+    "the 20 MB outcome in tests/reliability",
+)
+
+
+@contextlib.contextmanager
+def database_backend(**options: Any) -> Iterator[Any]:
+    setting = {"default": {"BACKEND": DATABASE, "QUEUES": ["default"], "OPTIONS": options}}
+    with override_settings(TASKS=setting):
+        yield django_tasks.task_backends["default"]
+
+
+@contextlib.contextmanager
+def refused_updates(condition: str) -> Iterator[None]:
+    """Make the database refuse every update of the task table where `condition` holds."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                f'CREATE TRIGGER tasks_test_refuse BEFORE UPDATE ON "{TABLE}" WHEN {condition} '
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"
+            )
+        else:
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION tasks_test_refuse() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'refused by the test trigger'; END $$"
+            )
+            cursor.execute(
+                f'CREATE TRIGGER tasks_test_refuse BEFORE UPDATE ON "{TABLE}" '
+                f"FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION tasks_test_refuse()"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("DROP TRIGGER IF EXISTS tasks_test_refuse")
+            else:
+                cursor.execute(f'DROP TRIGGER IF EXISTS tasks_test_refuse ON "{TABLE}"')
+                cursor.execute("DROP FUNCTION IF EXISTS tasks_test_refuse()")
+
+
+def errors_text() -> str:
+    return "NEW.errors" if connection.vendor == "sqlite" else "NEW.errors::text"
+
+
+@needs_triggers
+def test_refused_renewals__the_heartbeat_keeps_going_and_no_lease_is_lost(caplog):
+    caplog.set_level(logging.ERROR, logger="django_tasks")
+    with database_backend(LEASE_SECONDS=0.9) as backend:  # renewed every 0.3 s
+        result = tasks.slow.using(backend="default").enqueue("renewed", 3.0)
+        worker = Worker(backend, WorkerOptions(queues=None, batch=True, startup_delay=False))
+        thread = threading.Thread(target=worker.run)
+        renewal = (
+            "OLD.status = 'RUNNING' AND NEW.status = 'RUNNING' "
+            "AND NEW.lease_expires_at <> OLD.lease_expires_at"
+        )
+        with refused_updates(renewal):
+            thread.start()
+            deadline = time.monotonic() + 10
+            while not Run.objects.filter(key="renewed:start").exists():
+                assert time.monotonic() < deadline, "the task did not start"
+                time.sleep(0.02)
+            time.sleep(1.2)  # longer than the lease: every renewal meanwhile was refused
+            assert DBTaskResult.objects.get(id=result.id).lease_expires_at < timezone.now()
+        time.sleep(1.0)  # renewals are accepted again
+        lease = DBTaskResult.objects.get(id=result.id).lease_expires_at
+        # Another worker looking for expired leases now finds none.
+        reclaimed = claims.reclaim_expired(
+            claims.Scope(alias="default", backend_name="default", queues=None), 3
+        )
+        thread.join(20)
+
+    assert not thread.is_alive()
+    assert lease > timezone.now() - timezone.timedelta(seconds=1)
+    assert reclaimed == 0
+    row = DBTaskResult.objects.get(id=result.id)
+    assert row.status == TaskResultStatus.SUCCESSFUL
+    assert row.errors == []
+    assert len(row.worker_ids) == 1
+    assert "heartbeat_failed" in caplog.text
+    assert "refused by the test trigger" in caplog.text
+
+
+@needs_triggers
+def test_outcome_no_write_can_store__recorded_as_a_lost_attempt_not_held(caplog):
+    caplog.set_level(logging.WARNING, logger="django_tasks")
+    with database_backend() as backend:
+        result = tasks.add.using(backend="default").enqueue(2, 3)
+        # Refuse every finish of the row until it carries a lost attempt, the FAILED
+        # record that says why included: the worker must not keep holding it.
+        finish = (
+            "OLD.status = 'RUNNING' AND NEW.status IN ('SUCCESSFUL', 'FAILED') "
+            f"AND {errors_text()} NOT LIKE '%WorkerLost%'"
+        )
+        with refused_updates(finish):
+            drain(backend, max_tasks=1)
+            held = DBTaskResult.objects.get(id=result.id)
+        drain(backend)
+        finished = result.refresh()
+
+    assert held.status == TaskResultStatus.READY, held.status  # handed back, not RUNNING
+    [lost] = held.errors
+    assert lost["exception_class_path"] == claims.WORKER_LOST
+    assert "could not store the outcome" in lost["traceback"]
+    assert "refused by the test trigger" in lost["traceback"]
+    assert finished.status == TaskResultStatus.SUCCESSFUL
+    assert finished.return_value == 5
+    assert finished.attempts == 2
+    assert "task_outcome_unstorable" in caplog.text
+
+
+def test_return_value_with_a_lone_surrogate__fails_that_task_and_the_worker_goes_on():
+    serializer = "django_tasks.serializers.JsonSerializer"  # text out, surrogates kept
+    with database_backend(SERIALIZER=serializer) as backend:
+        bad = tasks.decoded_file_name.using(backend="default").enqueue("report-\xff.csv")
+        good = tasks.decoded_file_name.using(backend="default").enqueue("report.csv")
+        drain(backend, concurrency=2)
+
+        failed = bad.refresh()
+        assert failed.status == TaskResultStatus.FAILED
+        [error] = failed.errors
+        assert error.exception_class_path == "django_tasks.exceptions.InvalidTask"
+        assert "lone surrogate ('\\udcff')" in error.traceback
+        assert good.refresh().return_value == "report.csv"
+
+
+def test_lone_surrogate_argument__refused_at_enqueue_with_the_text_serializer():
+    serializer = "django_tasks.serializers.JsonSerializer"
+    with (
+        database_backend(SERIALIZER=serializer),
+        pytest.raises(django_tasks.InvalidTaskError, match="lone surrogate"),
+    ):
+        tasks.echo.using(backend="default").enqueue("report-\udcff.csv")
+    assert not DBTaskResult.objects.exists()
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_receivers_that_raise__logged_and_the_tasks_still_finish(concurrency, caplog):
+    caplog.set_level(logging.ERROR, logger="django.dispatch")
+
+    def broken(sender: type, task_result: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a metrics receiver with a bug")
+
+    with database_backend() as backend:
+        results = [tasks.add.using(backend="default").enqueue(n, 1) for n in range(4)]
+        signals.task_started.connect(broken)
+        signals.task_finished.connect(broken)
+        try:
+            drain(backend, concurrency=concurrency)
+        finally:
+            signals.task_started.disconnect(broken)
+            signals.task_finished.disconnect(broken)
+        returned = [result.refresh().return_value for result in results]
+
+    assert returned == [1, 2, 3, 4]
+    failures = [r for r in caplog.records if r.name == "django.dispatch"]
+    assert len(failures) == 8  # started and finished, for each of the 4 tasks
+    assert all("a metrics receiver with a bug" in r.getMessage() for r in failures)
+
+
+def test_receivers_that_raise__the_immediate_backend_returns_the_result(caplog):
+    caplog.set_level(logging.ERROR, logger="django.dispatch")
+
+    def broken(sender: type, task_result: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a metrics receiver with a bug")
+
+    signals.task_finished.connect(broken)
+    try:
+        result = tasks.add.enqueue(2, 3)  # the test settings' default: immediate
+    finally:
+        signals.task_finished.disconnect(broken)
+
+    assert result.return_value == 5
+    assert "a metrics receiver with a bug" in caplog.text
