@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
 
@@ -88,7 +88,14 @@ def test_refused_renewals__the_heartbeat_keeps_going_and_no_lease_is_lost(caplog
     with database_backend(LEASE_SECONDS=0.9) as backend:  # renewed every 0.3 s
         result = tasks.slow.using(backend="default").enqueue("renewed", 3.0)
         worker = Worker(backend, WorkerOptions(queues=None, batch=True, startup_delay=False))
-        thread = threading.Thread(target=worker.run)
+
+        def run() -> None:
+            try:
+                worker.run()
+            finally:
+                connections.close_all()  # this thread's own, as a worker process's exit would
+
+        thread = threading.Thread(target=run)
         renewal = (
             "OLD.status = 'RUNNING' AND NEW.status = 'RUNNING' "
             "AND NEW.lease_expires_at <> OLD.lease_expires_at"
