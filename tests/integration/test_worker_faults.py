@@ -218,3 +218,58 @@ def test_receivers_that_raise__the_immediate_backend_returns_the_result(caplog):
 
     assert result.return_value == 5
     assert "a metrics receiver with a bug" in caplog.text
+
+
+@needs_triggers
+def test_row_claimed_again_by_its_own_worker__the_earlier_attempt_does_not_write_over_it(
+    caplog,
+):
+    # The worker's renewals are refused until its lease expires; the row is taken back
+    # (as another worker's heartbeat would) while the attempt still runs, and the same
+    # worker, with a thread free, claims it again. The first attempt's outcome must not
+    # land on that second claim, wiping the lost attempt from the record.
+    caplog.set_level(logging.WARNING, logger="django_tasks")
+    with database_backend(LEASE_SECONDS=0.9) as backend:
+        result = tasks.slow.using(backend="default").enqueue("twice", 2.0)
+        worker = Worker(
+            backend, WorkerOptions(queues=None, startup_delay=False, concurrency=2, interval=0.1)
+        )
+
+        def run() -> None:
+            try:
+                worker.run()
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        scope = claims.Scope(alias="default", backend_name="default", queues=None)
+        renewal = (
+            "OLD.status = 'RUNNING' AND NEW.status = 'RUNNING' "
+            "AND NEW.lease_expires_at <> OLD.lease_expires_at"
+        )
+        with refused_updates(renewal):
+            thread.start()
+            deadline = time.monotonic() + 10
+            while not Run.objects.filter(key="twice:start").exists():
+                assert time.monotonic() < deadline, "the task did not start"
+                time.sleep(0.02)
+            time.sleep(1.2)  # the lease has expired
+            assert claims.reclaim_expired(scope, 3) == 1
+            while Run.objects.filter(key="twice:start").count() < 2:
+                assert time.monotonic() < deadline + 5, "the task was not claimed again"
+                time.sleep(0.02)
+        deadline = time.monotonic() + 15
+        while DBTaskResult.objects.get(id=result.id).status != TaskResultStatus.SUCCESSFUL:
+            assert time.monotonic() < deadline, "the second attempt did not finish"
+            time.sleep(0.05)
+        worker.request_stop()
+        thread.join(15)
+        finished = result.refresh()
+
+    assert not thread.is_alive()
+    assert finished.attempts == 2
+    [lost] = finished.errors
+    assert lost.exception_class_path == claims.WORKER_LOST
+    assert Run.objects.filter(key="twice:start").count() == 2
+    assert Run.objects.filter(key="twice:end").count() == 2
+    assert "task_lease_lost" in caplog.text

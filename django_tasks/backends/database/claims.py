@@ -269,6 +269,14 @@ class Finished:
     return_value: str | None
     errors: list[dict[str, Any]]
     worker_ids: list[str]
+    claimed_at: datetime
+    """The row's `last_attempted_at` as this attempt's claim set it: the claim's token.
+
+    A write is guarded by it as well as by the worker id. The same worker can claim a
+    row again while it still runs an earlier attempt (that attempt's lease expired and
+    the row was taken back); the earlier attempt's outcome must not land on the new
+    claim.
+    """
 
 
 _FINISHED_COLUMNS = (
@@ -307,9 +315,15 @@ def _finish_many_postgresql(
     quote = connection.ops.quote_name
     table = quote(DBTaskResult._meta.db_table)
     document = orjson.dumps(
-        [{name: getattr(item, name) for name in _FINISHED_COLUMNS} for item in finished]
+        [
+            {name: getattr(item, name) for name in (*_FINISHED_COLUMNS, "claimed_at")}
+            for item in finished
+        ]
     ).decode()
-    record = ", ".join(f"{quote(name)} {kind}" for name, kind in _POSTGRES_TYPES.items())
+    record = ", ".join(
+        f"{quote(name)} {kind}"
+        for name, kind in (*_POSTGRES_TYPES.items(), ("claimed_at", "timestamptz"))
+    )
     assignments = ", ".join(
         f"{quote(name)} = v.{quote(name)}" for name in _FINISHED_COLUMNS if name != "id"
     )
@@ -317,7 +331,7 @@ def _finish_many_postgresql(
         f"UPDATE {table} SET {assignments}, worker_id = NULL, lease_expires_at = NULL "
         f"FROM jsonb_to_recordset(%s::jsonb) AS v({record}) "
         f"WHERE {table}.id = v.id AND {table}.worker_id = %s AND {table}.status = %s "
-        f"RETURNING {table}.id"
+        f"AND {table}.{quote('last_attempted_at')} = v.claimed_at RETURNING {table}.id"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [document, worker_id, RUNNING])
@@ -335,10 +349,14 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
     if connection.vendor == "postgresql":
         return _finish_many_postgresql(connection, finished, worker_id)
     fields = fields_by_name()
+    claimed_field = fields["last_attempted_at"]
     rows = [
         [
-            fields[name].get_db_prep_save(getattr(item, name), connection)
-            for name in _FINISHED_COLUMNS
+            *(
+                fields[name].get_db_prep_save(getattr(item, name), connection)
+                for name in _FINISHED_COLUMNS
+            ),
+            claimed_field.get_db_prep_save(item.claimed_at, connection),
         ]
         for item in finished
     ]
@@ -360,24 +378,27 @@ def _finish_many_sql(
     params = [value for row in rows for value in row]
     guard = [worker_id, RUNNING]
     updates = [name for name in _FINISHED_COLUMNS if name != "id"]
+    columns = (*_FINISHED_COLUMNS, "claimed_at")
+    claimed = quote("last_attempted_at")
     if vendor == "mysql":
-        first = ", ".join(f"%s AS {quote(name)}" for name in _FINISHED_COLUMNS)
-        rest = ", ".join(["%s"] * len(_FINISHED_COLUMNS))
+        first = ", ".join(f"%s AS {quote(name)}" for name in columns)
+        rest = ", ".join(["%s"] * len(columns))
         values = " UNION ALL ".join([f"SELECT {first}"] + [f"SELECT {rest}"] * (len(rows) - 1))
         assignments = ", ".join(f"t.{quote(name)} = v.{quote(name)}" for name in updates)
         sql = (
             f"UPDATE {table} t JOIN ({values}) v ON t.{quote('id')} = v.{quote('id')} "
             f"SET {assignments}, t.worker_id = NULL, t.lease_expires_at = NULL "
-            "WHERE t.worker_id = %s AND t.status = %s"
+            f"WHERE t.worker_id = %s AND t.status = %s AND t.{claimed} = v.claimed_at"
         )
         return sql, params + guard
-    row = "(" + ", ".join(["%s"] * len(_FINISHED_COLUMNS)) + ")"
-    names = ", ".join(quote(name) for name in _FINISHED_COLUMNS)
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    names = ", ".join(quote(name) for name in columns)
     assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in updates)
     sql = (
         f"WITH v ({names}) AS (VALUES {', '.join([row] * len(rows))}) "
         f"UPDATE {table} SET {assignments}, worker_id = NULL, lease_expires_at = NULL "
         f"FROM v WHERE {table}.id = v.id "
-        f"AND {table}.worker_id = %s AND {table}.status = %s RETURNING {table}.id"
+        f"AND {table}.worker_id = %s AND {table}.status = %s "
+        f"AND {table}.{claimed} = v.claimed_at RETURNING {table}.id"
     )
     return sql, params + guard

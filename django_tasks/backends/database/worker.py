@@ -449,6 +449,7 @@ class Worker:
             return_value=return_value,
             errors=errors,
             worker_ids=[*row.worker_ids, self.worker_id],
+            claimed_at=row.last_attempted_at or start,
         )
 
     def _flush(self, *, force: bool = False) -> None:
@@ -559,6 +560,7 @@ class Worker:
             row = (
                 DBTaskResult.objects.using(self.scope.alias)
                 .filter(id=outcome.id, status=claims.RUNNING, worker_id=self.worker_id)
+                .filter(last_attempted_at=outcome.claimed_at)
                 .first()
             )
             if row is None:
