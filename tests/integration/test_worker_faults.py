@@ -273,3 +273,85 @@ def test_row_claimed_again_by_its_own_worker__the_earlier_attempt_does_not_write
     assert Run.objects.filter(key="twice:start").count() == 2
     assert Run.objects.filter(key="twice:end").count() == 2
     assert "task_lease_lost" in caplog.text
+
+
+def test_prefetched_quick_task__its_outcome_is_written_while_a_long_one_runs():
+    # Concurrency 1 runs tasks in the worker's main thread, which writes outcomes
+    # between tasks; a quick task's result must not wait for the long one after it.
+    with database_backend() as backend:
+        quick = tasks.add.using(backend="default", priority=5).enqueue(2, 3)
+        long = tasks.slow.using(backend="default").enqueue("long", 3.0)
+        worker = Worker(
+            backend, WorkerOptions(queues=None, batch=True, startup_delay=False, prefetch=2)
+        )
+
+        def run() -> None:
+            try:
+                worker.run()
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not Run.objects.filter(key="long:start").exists():
+            assert time.monotonic() < deadline, "the long task did not start"
+            time.sleep(0.02)
+        started = time.monotonic()
+        while DBTaskResult.objects.get(id=quick.id).status != TaskResultStatus.SUCCESSFUL:
+            assert time.monotonic() - started < 1.5, "the quick task's outcome waited"
+            time.sleep(0.02)
+        long_status = DBTaskResult.objects.get(id=long.id).status
+        thread.join(15)
+        returned = quick.refresh().return_value
+
+    assert long_status == TaskResultStatus.RUNNING  # written while the long one ran
+    assert returned == 5
+    assert not thread.is_alive()
+
+
+@contextlib.contextmanager
+def row_locked_elsewhere(row_id: Any) -> Iterator[None]:
+    """Hold a write lock on the task row (SQLite: on the database) from another connection."""
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("BEGIN IMMEDIATE")
+            else:
+                other.set_autocommit(False)
+                cursor.execute(
+                    f'SELECT id FROM "{TABLE}" WHERE id = %s FOR UPDATE'
+                    if connection.vendor == "postgresql"
+                    else f"SELECT id FROM `{TABLE}` WHERE id = %s FOR UPDATE",
+                    [row_id if connection.vendor == "postgresql" else row_id.replace("-", "")],
+                )
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            other.rollback()
+        other.close()
+
+
+def test_passing_errors__a_lock_timeout_is_retried_a_bad_statement_is_refused():
+    from django.db import DatabaseError
+
+    from django_tasks.backends.database.worker import _passing
+
+    result = tasks.add.using(backend="database").enqueue(1, 1)
+    short_wait = {
+        "sqlite": "PRAGMA busy_timeout = 0",
+        "postgresql": "SET lock_timeout = '50ms'",
+        "mysql": "SET SESSION innodb_lock_wait_timeout = 1",
+    }[connection.vendor]
+    with connection.cursor() as cursor:
+        cursor.execute(short_wait)
+    update = DBTaskResult.objects.filter(id=result.id)
+    with row_locked_elsewhere(result.id), pytest.raises(DatabaseError) as timed_out:
+        update.update(priority=3)
+    with pytest.raises(DatabaseError) as refused, connection.cursor() as cursor:
+        cursor.execute("SELECT no_such_column FROM " + connection.ops.quote_name(TABLE))
+    connection.close()  # the short lock wait was for this test only
+
+    assert _passing(timed_out.value), timed_out.value
+    assert not _passing(refused.value), refused.value

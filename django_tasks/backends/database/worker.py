@@ -91,6 +91,8 @@ class Worker:
         self._thread_state = threading.local()
         self._pending: deque[DBTaskResult] = deque()
         self._unwritten: list[claims.Finished] = []
+        # Held while outcomes are added or written: the flusher thread writes too.
+        self._flush_lock = threading.Lock()
         # With concurrency 1, tasks run in the main thread: no hand-off between threads.
         self._inline = options.concurrency == 1
         self._inline_row: DBTaskResult | None = None
@@ -161,6 +163,11 @@ class Worker:
         )
         heartbeat = threading.Thread(target=self._heartbeat, name="django_tasks_heartbeat")
         heartbeat.start()
+        helpers = [heartbeat]
+        if self._inline and self.options.prefetch > 0:
+            flusher = threading.Thread(target=self._flusher, name="django_tasks_flusher")
+            flusher.start()
+            helpers.append(flusher)
         try:
             if self.options.startup_delay:
                 self._wake.wait(random.uniform(0, self.options.interval))
@@ -184,7 +191,8 @@ class Worker:
             self._stopping.set()
             self._wake.set()
             self._heartbeat_stop.set()
-            heartbeat.join()
+            for helper in helpers:
+                helper.join()
             if not self.forced:
                 self._close_pool_connections()
             self._pool.shutdown(wait=not self.forced, cancel_futures=True)
@@ -350,10 +358,27 @@ class Worker:
             self._flush(force=True)
 
     def _add_finished(self, finished: claims.Finished) -> None:
-        if not self._unwritten:
-            self._oldest = time.monotonic()
-        self._unwritten.append(finished)
+        with self._flush_lock:
+            if not self._unwritten:
+                self._oldest = time.monotonic()
+            self._unwritten.append(finished)
         self.tasks_finished += 1
+
+    def _flusher(self) -> None:
+        """Write finished outcomes that wait while the main thread runs a long task.
+
+        With `--concurrency 1` and `--prefetch`, the main thread writes outcomes between
+        tasks. A quick task followed by a long one would otherwise stay RUNNING, its
+        result unseen, until the long one ends, and would run again if the worker died
+        meanwhile. Only runs at concurrency 1 with prefetch; the pool's main thread is
+        never busy that long.
+        """
+        try:
+            while not self._heartbeat_stop.wait(FLUSH_SECONDS):
+                if self._inline_row is not None and self._unwritten:
+                    self._flush()
+        finally:
+            connections.close_all()
 
     def _start(self, row: DBTaskResult) -> None:
         future = self._pool.submit(self._execute, row)
@@ -458,14 +483,15 @@ class Worker:
         Until written, their rows stay RUNNING under this worker's renewed lease; if the
         worker dies first, the tasks run again elsewhere, as at-least-once allows.
         """
-        unwritten = self._unwritten
-        if not unwritten:
-            return
-        due = len(unwritten) >= FLUSH_ROWS or time.monotonic() - self._oldest >= FLUSH_SECONDS
-        if not (force or due):
-            return
-        self._unwritten = []
-        kept = self._write(unwritten)
+        with self._flush_lock:
+            unwritten = self._unwritten
+            if not unwritten:
+                return
+            due = len(unwritten) >= FLUSH_ROWS or time.monotonic() - self._oldest >= FLUSH_SECONDS
+            if not (force or due):
+                return
+            self._unwritten = []
+            kept = self._write(unwritten)
         if kept is not None and kept < len(unwritten):
             logger.warning(
                 "task_lease_lost worker_id=%s lost=%d: another worker took tasks back before "
@@ -504,7 +530,7 @@ class Worker:
                 if isinstance(error, DatabaseError):
                     _close_connection(self.scope.alias)
                     self._outages += 1
-                    refused = refused + 1 if pinged else 0
+                    refused = refused + 1 if pinged and not _passing(error) else 0
                 else:
                     logger.error(
                         "task_outcome_write_failed worker_id=%s error=%s: %s",
@@ -680,6 +706,28 @@ def _shortened(text: str) -> str:
         return text
     half = _KEPT_TRACEBACK // 2
     return f"{text[:half]}\n[... {len(text) - 2 * half:,} characters cut ...]\n{text[-half:]}"
+
+
+# Errors that say the statement met other work or a server in transition, not that the
+# outcome itself is refused: lock and statement timeouts, deadlocks, serialization
+# failures, a read-only server during a failover. A write meeting one is retried for as
+# long as it takes, never recorded as unstorable.
+_PASSING_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "25006", "57P01", "57P03"})
+_PASSING_MYSQL_CODES = frozenset({1205, 1213, 1290, 1836})
+_PASSING_SQLITE_TEXT = ("database is locked", "database table is locked", "readonly database")
+
+
+def _passing(error: DatabaseError) -> bool:
+    """Tell whether `error` is one that goes away by itself (see `_PASSING_SQLSTATES`)."""
+    cause = error.__cause__
+    code = cause.args[0] if cause is not None and cause.args else None
+    if isinstance(code, int):  # MySQL and MariaDB: the server's error number
+        return code in _PASSING_MYSQL_CODES
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    if sqlstate is not None:
+        return sqlstate in _PASSING_SQLSTATES
+    text = str(error).lower()
+    return any(phrase in text for phrase in _PASSING_SQLITE_TEXT)
 
 
 def _ping(alias: str) -> bool:
