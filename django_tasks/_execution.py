@@ -51,7 +51,7 @@ def start(
         last_attempted_at=now,
         worker_ids=[*result.worker_ids, worker_id],
     )
-    signals.send_while_running(signals.task_started, type(backend), task_result=running)
+    signals.task_started.send_robust(type(backend), task_result=running)
     return running
 
 
@@ -62,7 +62,7 @@ def fail(backend: BaseTaskBackend, result: results.TaskResult[T], error: BaseExc
         finished_at=timezone.now(),
         errors=[*result.errors, results.TaskError.from_exception(error)],
     )
-    signals.send_while_running(signals.task_finished, type(backend), task_result=failed)
+    signals.task_finished.send_robust(type(backend), task_result=failed)
     return Outcome(failed, None)
 
 
@@ -75,9 +75,7 @@ def retry(
         status=results.TaskResultStatus.READY,
         errors=[*result.errors, results.TaskError.from_exception(error)],
     )
-    signals.send_while_running(
-        signals.task_retried, type(backend), task_result=waiting, retry_at=retry_at
-    )
+    signals.task_retried.send_robust(type(backend), task_result=waiting, retry_at=retry_at)
     return Outcome(waiting, None, retry_at)
 
 
@@ -120,5 +118,5 @@ def execute(
         finished_at=timezone.now(),
         _return_value=returned,
     )
-    signals.send_while_running(signals.task_finished, type(backend), task_result=succeeded)
+    signals.task_finished.send_robust(type(backend), task_result=succeeded)
     return Outcome(succeeded, return_data)

@@ -29,6 +29,10 @@ def _shared(name: str) -> Signal:
     return signal
 
 
+# `task_started`, `task_finished` and `task_retried` are sent with `send_robust`: a
+# receiver that raises cannot change a task's outcome, nor stop a worker with finished
+# outcomes still to write. Django logs its exception, with the traceback, on the
+# `django.dispatch` logger, and the other receivers still run.
 task_enqueued = _shared("task_enqueued")
 """Sent once a task is enqueued (after commit, for `enqueue_on_commit`)."""
 task_started = _shared("task_started")
@@ -41,16 +45,6 @@ task_retried = Signal()
 Receivers get `task_result` (READY, the attempt's error last in `errors`) and
 `retry_at`, the earliest time of the next attempt.
 """
-
-
-def send_while_running(signal: Signal, sender: type, **kwargs: Any) -> None:
-    """Send `task_started`, `task_finished` or `task_retried` as a task runs.
-
-    A receiver that raises cannot change the task's outcome, nor stop a worker with
-    finished outcomes still to write: Django logs its exception, with the traceback,
-    on the `django.dispatch` logger, and the other receivers still run.
-    """
-    signal.send_robust(sender, **kwargs)
 
 
 @receiver(setting_changed)

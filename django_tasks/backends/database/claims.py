@@ -350,13 +350,20 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
         return _finish_many_postgresql(connection, finished, worker_id)
     fields = fields_by_name()
     claimed_field = fields["last_attempted_at"]
+    claim_times: dict[datetime, Any] = {}  # the rows of one claim share its time
+
+    def claim_time(value: datetime) -> Any:
+        if value not in claim_times:
+            claim_times[value] = claimed_field.get_db_prep_save(value, connection)
+        return claim_times[value]
+
     rows = [
         [
             *(
                 fields[name].get_db_prep_save(getattr(item, name), connection)
                 for name in _FINISHED_COLUMNS
             ),
-            claimed_field.get_db_prep_save(item.claimed_at, connection),
+            claim_time(item.claimed_at),
         ]
         for item in finished
     ]

@@ -441,7 +441,7 @@ class Worker:
             failure = dataclasses.asdict(results.TaskError.from_exception(error))
             errors = [*row.errors, failure]
             return self._finished(row, start, started_at, "FAILED", None, errors, None)
-        signals.send_while_running(signals.task_started, type(self.backend), task_result=running)
+        signals.task_started.send_robust(type(self.backend), task_result=running)
         try:
             outcome = _execution.execute(
                 self.backend, running, row.args_kwargs, propagate=(ForcedStop,)
