@@ -78,6 +78,35 @@ def refused_updates(condition: str) -> Iterator[None]:
                 cursor.execute("DROP FUNCTION IF EXISTS tasks_test_refuse()")
 
 
+RENEWAL = (
+    "OLD.status = 'RUNNING' AND NEW.status = 'RUNNING' "
+    "AND NEW.lease_expires_at <> OLD.lease_expires_at"
+)
+
+
+def in_thread(worker: Worker) -> threading.Thread:
+    """Return a thread (not started) running `worker`, then closing its connections."""
+
+    def run() -> None:
+        try:
+            worker.run()
+        finally:
+            connections.close_all()  # this thread's own, as a worker process's exit would
+
+    return threading.Thread(target=run)
+
+
+def wait_until(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def started(key: str, times: int = 1) -> Any:
+    return lambda: Run.objects.filter(key=f"{key}:start").count() >= times
+
+
 def errors_text() -> str:
     return "NEW.errors" if connection.vendor == "sqlite" else "NEW.errors::text"
 
@@ -88,24 +117,10 @@ def test_refused_renewals__the_heartbeat_keeps_going_and_no_lease_is_lost(caplog
     with database_backend(LEASE_SECONDS=0.9) as backend:  # renewed every 0.3 s
         result = tasks.slow.using(backend="default").enqueue("renewed", 3.0)
         worker = Worker(backend, WorkerOptions(queues=None, batch=True, startup_delay=False))
-
-        def run() -> None:
-            try:
-                worker.run()
-            finally:
-                connections.close_all()  # this thread's own, as a worker process's exit would
-
-        thread = threading.Thread(target=run)
-        renewal = (
-            "OLD.status = 'RUNNING' AND NEW.status = 'RUNNING' "
-            "AND NEW.lease_expires_at <> OLD.lease_expires_at"
-        )
-        with refused_updates(renewal):
+        thread = in_thread(worker)
+        with refused_updates(RENEWAL):
             thread.start()
-            deadline = time.monotonic() + 10
-            while not Run.objects.filter(key="renewed:start").exists():
-                assert time.monotonic() < deadline, "the task did not start"
-                time.sleep(0.02)
+            wait_until(started("renewed"), 10, "the task did not start")
             time.sleep(1.2)  # longer than the lease: every renewal meanwhile was refused
             assert DBTaskResult.objects.get(id=result.id).lease_expires_at < timezone.now()
         time.sleep(1.0)  # renewals are accepted again
@@ -234,34 +249,19 @@ def test_row_claimed_again_by_its_own_worker__the_earlier_attempt_does_not_write
         worker = Worker(
             backend, WorkerOptions(queues=None, startup_delay=False, concurrency=2, interval=0.1)
         )
-
-        def run() -> None:
-            try:
-                worker.run()
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=run)
+        thread = in_thread(worker)
         scope = claims.Scope(alias="default", backend_name="default", queues=None)
-        renewal = (
-            "OLD.status = 'RUNNING' AND NEW.status = 'RUNNING' "
-            "AND NEW.lease_expires_at <> OLD.lease_expires_at"
-        )
-        with refused_updates(renewal):
+        with refused_updates(RENEWAL):
             thread.start()
-            deadline = time.monotonic() + 10
-            while not Run.objects.filter(key="twice:start").exists():
-                assert time.monotonic() < deadline, "the task did not start"
-                time.sleep(0.02)
+            wait_until(started("twice"), 10, "the task did not start")
             time.sleep(1.2)  # the lease has expired
             assert claims.reclaim_expired(scope, 3) == 1
-            while Run.objects.filter(key="twice:start").count() < 2:
-                assert time.monotonic() < deadline + 5, "the task was not claimed again"
-                time.sleep(0.02)
-        deadline = time.monotonic() + 15
-        while DBTaskResult.objects.get(id=result.id).status != TaskResultStatus.SUCCESSFUL:
-            assert time.monotonic() < deadline, "the second attempt did not finish"
-            time.sleep(0.05)
+            wait_until(started("twice", times=2), 10, "the task was not claimed again")
+        wait_until(
+            lambda: DBTaskResult.objects.get(id=result.id).status == TaskResultStatus.SUCCESSFUL,
+            15,
+            "the second attempt did not finish",
+        )
         worker.request_stop()
         thread.join(15)
         finished = result.refresh()
@@ -284,23 +284,14 @@ def test_prefetched_quick_task__its_outcome_is_written_while_a_long_one_runs():
         worker = Worker(
             backend, WorkerOptions(queues=None, batch=True, startup_delay=False, prefetch=2)
         )
-
-        def run() -> None:
-            try:
-                worker.run()
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=run)
+        thread = in_thread(worker)
         thread.start()
-        deadline = time.monotonic() + 10
-        while not Run.objects.filter(key="long:start").exists():
-            assert time.monotonic() < deadline, "the long task did not start"
-            time.sleep(0.02)
-        started = time.monotonic()
-        while DBTaskResult.objects.get(id=quick.id).status != TaskResultStatus.SUCCESSFUL:
-            assert time.monotonic() - started < 1.5, "the quick task's outcome waited"
-            time.sleep(0.02)
+        wait_until(started("long"), 10, "the long task did not start")
+        wait_until(
+            lambda: DBTaskResult.objects.get(id=quick.id).status == TaskResultStatus.SUCCESSFUL,
+            1.5,
+            "the quick task's outcome waited",
+        )
         long_status = DBTaskResult.objects.get(id=long.id).status
         thread.join(15)
         returned = quick.refresh().return_value
