@@ -344,14 +344,21 @@ class Worker:
             row = self._pending.popleft()
             if row.id == self._alone:
                 self._flush(force=True)
-            self._inline_row = row
+            finished = None
             try:
+                self._inline_row = row  # from here a second signal raises ForcedStop
                 finished = self._execute(row)
-            except ForcedStop:
-                self._interrupted = row
-                raise
-            finally:
                 self._inline_row = None
+            except ForcedStop:
+                self._inline_row = None
+                if finished is None:
+                    self._interrupted = row
+                else:  # it landed after the task had ended: its outcome is kept
+                    self._add_finished(finished)
+                raise
+            except BaseException:
+                self._inline_row = None
+                raise
             self._add_finished(finished)
             self._flush()
         if not self._pending and not self.stopping and self._unwritten:
