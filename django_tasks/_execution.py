@@ -85,13 +85,15 @@ def execute(
     data: bytes | str,
     *,
     propagate: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
+    returned: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run a started attempt from its stored arguments and return how it ended.
 
     Any exception from decoding, from the task or from its return value fails the
     result, `SystemExit` and `MemoryError` included. Those in `propagate` are not
     recorded and propagate: by default `KeyboardInterrupt`, so Ctrl-C stops a process
-    running tasks in line, as in `django.tasks`.
+    running tasks in line, as in `django.tasks`. `returned` is called as soon as the
+    task function returns or raises.
     """
     task = running.task
     signature = task.signature
@@ -101,7 +103,11 @@ def execute(
         running = running.evolve(args=args, kwargs=kwargs)
         if task.takes_context:
             args = [results.TaskContext(task_result=running), *args]
-        value = _call(task.func, args, kwargs)
+        try:
+            value = _call(task.func, args, kwargs)
+        finally:
+            if returned is not None:
+                returned()
         return_data = _serialization.dumps_result(signature, value, serializer)
         returned = _serialization.loads_result(signature, return_data, serializer)
     except propagate:

@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import timedelta
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -311,6 +312,30 @@ def test_stop_signals__between_two_tasks_start_no_other(backend):
     assert first.refresh().status == TaskResultStatus.SUCCESSFUL
     assert waiting.refresh().status == TaskResultStatus.READY  # handed back, never started
     assert not Run.objects.filter(key="waiting:start").exists()
+
+
+def test_stop_signals__in_a_receiver_after_the_task_returned_keep_its_outcome(backend):
+    """Two signals while `task_finished` receivers run: the task has returned, so its
+    outcome is recorded, not abandoned as a lost attempt to run again."""
+    result = on_database(tasks.add).enqueue(2, 3)
+    worker = Worker(backend, WorkerOptions(queues=None, startup_delay=False))
+
+    def signal_twice(sender: type, task_result: Any, **kwargs: Any) -> None:
+        signal.raise_signal(signal.SIGTERM)  # each handler runs at once, in this thread
+        signal.raise_signal(signal.SIGTERM)
+
+    django_tasks.task_finished.connect(signal_twice)
+    try:
+        with stop_on_signals(worker):
+            worker.run()
+    finally:
+        django_tasks.task_finished.disconnect(signal_twice)
+
+    assert worker.forced
+    finished = result.refresh()
+    assert finished.status == TaskResultStatus.SUCCESSFUL
+    assert finished.return_value == 5
+    assert finished.errors == []
 
 
 def test_get_result__unknown_and_malformed_ids(backend):

@@ -149,7 +149,13 @@ class Worker:
             and self._inline_row is not None
             and threading.current_thread() is threading.main_thread()
         ):
+            self._inline_row = None  # one interruption per task, even if more signals come
             raise ForcedStop
+
+    def _task_returned(self) -> None:
+        # Called as the task function returns or raises: from then on a second signal
+        # stops the worker after this attempt is recorded, instead of interrupting it.
+        self._inline_row = None
 
     def run(self) -> None:
         """Claim and run tasks until stopped, `--batch` drains, or `--max-tasks` is reached."""
@@ -383,7 +389,15 @@ class Worker:
         try:
             while not self._heartbeat_stop.wait(FLUSH_SECONDS):
                 if self._inline_row is not None and self._unwritten:
-                    self._flush()
+                    try:
+                        self._flush()
+                    except Exception as error:  # the outcomes are back in _unwritten
+                        logger.error(
+                            "flush_failed worker_id=%s error=%s: %s",
+                            self.worker_id,
+                            type(error).__name__,
+                            _first_line(error),
+                        )
         finally:
             connections.close_all()
 
@@ -451,7 +465,11 @@ class Worker:
         signals.task_started.send_robust(type(self.backend), task_result=running)
         try:
             outcome = _execution.execute(
-                self.backend, running, row.args_kwargs, propagate=(ForcedStop,)
+                self.backend,
+                running,
+                row.args_kwargs,
+                propagate=(ForcedStop,),
+                returned=self._task_returned if self._inline else None,
             )
         finally:
             _tidy_connections()
@@ -498,8 +516,15 @@ class Worker:
             if not (force or due):
                 return
             self._unwritten = []
-            kept = self._write(unwritten)
-        if kept is not None and kept < len(unwritten):
+            try:
+                kept = self._write(unwritten)
+            except BaseException:
+                self._unwritten[:0] = unwritten  # kept for the next flush
+                raise
+            if kept is None:  # stopped at once: the drain's last flush tries them again
+                self._unwritten[:0] = unwritten
+                return
+        if kept < len(unwritten):
             logger.warning(
                 "task_lease_lost worker_id=%s lost=%d: another worker took tasks back before "
                 "their attempts were written; those outcomes were not recorded",
@@ -530,6 +555,7 @@ class Worker:
         """
         delay = 0.2
         refused = 0
+        since = time.monotonic()
         while True:
             try:
                 return claims.finish_many(self.scope, self.worker_id, outcomes)
@@ -537,7 +563,8 @@ class Worker:
                 if isinstance(error, DatabaseError):
                     _close_connection(self.scope.alias)
                     self._outages += 1
-                    refused = refused + 1 if pinged and not _passing(error) else 0
+                    passing = _passing(error) and time.monotonic() - since < PASSING_LIMIT_SECONDS
+                    refused = refused + 1 if pinged and not passing else 0
                 else:
                     logger.error(
                         "task_outcome_write_failed worker_id=%s error=%s: %s",
@@ -589,20 +616,21 @@ class Worker:
             f"({type(error).__name__}: {_first_line(error)[:500]}); the attempt was lost."
         )
 
-        def abandon() -> results.TaskResultStatus | None:
+        def abandon() -> bool:
             row = (
                 DBTaskResult.objects.using(self.scope.alias)
                 .filter(id=outcome.id, status=claims.RUNNING, worker_id=self.worker_id)
                 .filter(last_attempted_at=outcome.claimed_at)
                 .first()
             )
-            if row is None:
-                return None
-            limit = self.backend.options.max_lost_attempts
-            return claims.abandon(self.scope, row, reason, limit, expected_lease=None)
+            if row is not None:  # None: no longer this claim's, nothing to record
+                limit = self.backend.options.max_lost_attempts
+                claims.abandon(self.scope, row, reason, limit, expected_lease=None)
+            return True
 
         try:
-            self._database("abandon", abandon)
+            if self._database("abandon", abandon) is None:
+                raise OperationalError("the database was unavailable")
         except Exception as failure:
             # Even that was refused: the next claim takes back whatever this worker
             # holds without knowing it.
@@ -719,9 +747,20 @@ def _shortened(text: str) -> str:
 # outcome itself is refused: lock and statement timeouts, deadlocks, serialization
 # failures, a read-only server during a failover. A write meeting one is retried for as
 # long as it takes, never recorded as unstorable.
-_PASSING_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "25006", "57P01", "57P03"})
-_PASSING_MYSQL_CODES = frozenset({1205, 1213, 1290, 1836})
-_PASSING_SQLITE_TEXT = ("database is locked", "database table is locked", "readonly database")
+# Retried for at most PASSING_LIMIT_SECONDS: past that, one that repeats (a statement
+# timeout the outcome itself causes) counts as a refusal like any other.
+_PASSING_SQLSTATES = frozenset(
+    {"40001", "40P01", "55P03", "57014", "25006", "57P01", "57P02", "57P03"}
+    | {"53000", "53100", "53200", "53300", "53400"}
+)
+_PASSING_MYSQL_CODES = frozenset({1021, 1047, 1053, 1205, 1213, 1290, 1317, 1792, 1836, 1969})
+_PASSING_SQLITE_TEXT = (
+    "database is locked",
+    "database table is locked",
+    "readonly database",
+    "database or disk is full",
+)
+PASSING_LIMIT_SECONDS = 300.0
 
 
 def _passing(error: DatabaseError) -> bool:
