@@ -85,14 +85,14 @@ def execute(
     data: bytes | str,
     *,
     propagate: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
-    returned: Callable[[], None] | None = None,
+    on_return: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run a started attempt from its stored arguments and return how it ended.
 
     Any exception from decoding, from the task or from its return value fails the
     result, `SystemExit` and `MemoryError` included. Those in `propagate` are not
     recorded and propagate: by default `KeyboardInterrupt`, so Ctrl-C stops a process
-    running tasks in line, as in `django.tasks`. `returned` is called as soon as the
+    running tasks in line, as in `django.tasks`. `on_return` is called as soon as the
     task function returns or raises.
     """
     task = running.task
@@ -106,8 +106,8 @@ def execute(
         try:
             value = _call(task.func, args, kwargs)
         finally:
-            if returned is not None:
-                returned()
+            if on_return is not None:
+                on_return()
         return_data = _serialization.dumps_result(signature, value, serializer)
         returned = _serialization.loads_result(signature, return_data, serializer)
     except propagate:

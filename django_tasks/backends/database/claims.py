@@ -300,7 +300,10 @@ _POSTGRES_TYPES = {
     "return_value": "text",
     "errors": "jsonb",
     "worker_ids": "jsonb",
+    "claimed_at": "timestamptz",
 }
+# What a finishing write sends per row: the columns it sets, and the claim's token.
+_SENT = (*_FINISHED_COLUMNS, "claimed_at")
 
 
 def _finish_many_postgresql(
@@ -315,15 +318,9 @@ def _finish_many_postgresql(
     quote = connection.ops.quote_name
     table = quote(DBTaskResult._meta.db_table)
     document = orjson.dumps(
-        [
-            {name: getattr(item, name) for name in (*_FINISHED_COLUMNS, "claimed_at")}
-            for item in finished
-        ]
+        [{name: getattr(item, name) for name in _SENT} for item in finished]
     ).decode()
-    record = ", ".join(
-        f"{quote(name)} {kind}"
-        for name, kind in (*_POSTGRES_TYPES.items(), ("claimed_at", "timestamptz"))
-    )
+    record = ", ".join(f"{quote(name)} {kind}" for name, kind in _POSTGRES_TYPES.items())
     assignments = ", ".join(
         f"{quote(name)} = v.{quote(name)}" for name in _FINISHED_COLUMNS if name != "id"
     )
@@ -385,11 +382,10 @@ def _finish_many_sql(
     params = [value for row in rows for value in row]
     guard = [worker_id, RUNNING]
     updates = [name for name in _FINISHED_COLUMNS if name != "id"]
-    columns = (*_FINISHED_COLUMNS, "claimed_at")
     claimed = quote("last_attempted_at")
     if vendor == "mysql":
-        first = ", ".join(f"%s AS {quote(name)}" for name in columns)
-        rest = ", ".join(["%s"] * len(columns))
+        first = ", ".join(f"%s AS {quote(name)}" for name in _SENT)
+        rest = ", ".join(["%s"] * len(_SENT))
         values = " UNION ALL ".join([f"SELECT {first}"] + [f"SELECT {rest}"] * (len(rows) - 1))
         assignments = ", ".join(f"t.{quote(name)} = v.{quote(name)}" for name in updates)
         sql = (
@@ -398,8 +394,8 @@ def _finish_many_sql(
             f"WHERE t.worker_id = %s AND t.status = %s AND t.{claimed} = v.claimed_at"
         )
         return sql, params + guard
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    names = ", ".join(quote(name) for name in columns)
+    row = "(" + ", ".join(["%s"] * len(_SENT)) + ")"
+    names = ", ".join(quote(name) for name in _SENT)
     assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in updates)
     sql = (
         f"WITH v ({names}) AS (VALUES {', '.join([row] * len(rows))}) "

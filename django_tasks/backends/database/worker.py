@@ -350,21 +350,16 @@ class Worker:
             row = self._pending.popleft()
             if row.id == self._alone:
                 self._flush(force=True)
-            finished = None
             try:
-                self._inline_row = row  # from here a second signal raises ForcedStop
+                # Until the task function returns (`_task_returned`), a second signal
+                # raises ForcedStop here.
+                self._inline_row = row
                 finished = self._execute(row)
-                self._inline_row = None
             except ForcedStop:
-                self._inline_row = None
-                if finished is None:
-                    self._interrupted = row
-                else:  # it landed after the task had ended: its outcome is kept
-                    self._add_finished(finished)
+                self._interrupted = row
                 raise
-            except BaseException:
+            finally:
                 self._inline_row = None
-                raise
             self._add_finished(finished)
             self._flush()
         if not self._pending and not self.stopping and self._unwritten:
@@ -469,7 +464,7 @@ class Worker:
                 running,
                 row.args_kwargs,
                 propagate=(ForcedStop,),
-                returned=self._task_returned if self._inline else None,
+                on_return=self._task_returned if self._inline else None,
             )
         finally:
             _tidy_connections()
@@ -574,9 +569,7 @@ class Worker:
                     )
                     refused = _REFUSALS
                 if refused >= _REFUSALS and len(outcomes) > 1:
-                    # Find the outcome at fault: the others are written.
-                    kept = [self._write([outcome], pinged=True) for outcome in outcomes]
-                    return None if None in kept else sum(k or 0 for k in kept)
+                    return self._write_each(outcomes)  # the others are written
                 if refused >= _REFUSALS:
                     # Refused each time right after the database answered: not a passing
                     # fault (a dropped connection, a deadlock), so give up on the result.
@@ -601,8 +594,13 @@ class Worker:
                 delay = min(delay * 2, 10.0)
                 pinged = self._database("ping", _ping, self.scope.alias) is not None
                 if pinged and len(outcomes) > 1:
-                    kept = [self._write([outcome], pinged=True) for outcome in outcomes]
-                    return None if None in kept else sum(k or 0 for k in kept)
+                    return self._write_each(outcomes)
+
+    def _write_each(self, outcomes: list[claims.Finished]) -> int | None:
+        """Write outcomes one by one, right after the database answered: one refused
+        alone is then the one at fault, and only it is recorded as unstorable."""
+        kept = [self._write([outcome], pinged=True) for outcome in outcomes]
+        return None if None in kept else sum(k or 0 for k in kept)
 
     def _give_up(self, outcome: claims.Finished, error: BaseException) -> int:
         """Record an attempt whose outcome no write could store as lost; return 0.
@@ -628,19 +626,21 @@ class Worker:
                 claims.abandon(self.scope, row, reason, limit, expected_lease=None)
             return True
 
+        problem = "the database was unavailable"
         try:
-            if self._database("abandon", abandon) is None:
-                raise OperationalError("the database was unavailable")
+            if self._database("abandon", abandon) is not None:
+                return 0
         except Exception as failure:
-            # Even that was refused: the next claim takes back whatever this worker
-            # holds without knowing it.
-            logger.error(
-                "task_outcome_unstorable id=%s worker_id=%s error=%s: left to the next claim",
-                outcome.id,
-                self.worker_id,
-                _first_line(failure),
-            )
-            self._check_unknown_claims = True
+            problem = _first_line(failure)
+        # Even that failed: the next claim takes back whatever this worker holds
+        # without knowing it.
+        logger.error(
+            "task_outcome_unstorable id=%s worker_id=%s error=%s: left to the next claim",
+            outcome.id,
+            self.worker_id,
+            problem,
+        )
+        self._check_unknown_claims = True
         return 0
 
     def _heartbeat(self) -> None:
@@ -745,10 +745,9 @@ def _shortened(text: str) -> str:
 
 # Errors that say the statement met other work or a server in transition, not that the
 # outcome itself is refused: lock and statement timeouts, deadlocks, serialization
-# failures, a read-only server during a failover. A write meeting one is retried for as
-# long as it takes, never recorded as unstorable.
-# Retried for at most PASSING_LIMIT_SECONDS: past that, one that repeats (a statement
-# timeout the outcome itself causes) counts as a refusal like any other.
+# failures, a read-only or full or stopping server. A write meeting one is retried, not
+# counted as refused, for up to PASSING_LIMIT_SECONDS: past that, one that repeats (a
+# statement timeout the outcome itself causes) counts like any other.
 _PASSING_SQLSTATES = frozenset(
     {"40001", "40P01", "55P03", "57014", "25006", "57P01", "57P02", "57P03"}
     | {"53000", "53100", "53200", "53300", "53400"}

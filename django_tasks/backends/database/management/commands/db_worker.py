@@ -134,8 +134,6 @@ class Command(BaseCommand):
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
 RELAY_JOIN_SECONDS = 5.0
 
 
