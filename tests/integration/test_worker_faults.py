@@ -12,11 +12,13 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.test import override_settings
 from django.utils import timezone
 
@@ -24,15 +26,17 @@ import django_tasks
 from django_tasks import TaskResultStatus, signals
 from django_tasks.backends.database import claims
 from django_tasks.backends.database.models import DBTaskResult
-from django_tasks.backends.database.worker import Worker, WorkerOptions
+from django_tasks.backends.database.worker import Worker, WorkerOptions, _passing
 from tests import tasks
-from tests.conftest import drain
+from tests.acceptance.conftest import wait_for
+from tests.conftest import DATABASE, drain, tasks_setting
 from tests.models import Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DATABASE = "django_tasks.backends.database.DatabaseBackend"
 TABLE = DBTaskResult._meta.db_table
+SCOPE = claims.Scope(alias="default", backend_name="default", queues=None)
+TEXT_SERIALIZER = "django_tasks.serializers.JsonSerializer"  # str out: surrogates kept
 needs_triggers = pytest.mark.skipif(
     connection.vendor == "mysql",
     reason="MariaDB reports a trigger's SIGNAL as OperationalError, the class of a lost "
@@ -43,8 +47,7 @@ needs_triggers = pytest.mark.skipif(
 
 @contextlib.contextmanager
 def database_backend(**options: Any) -> Iterator[Any]:
-    setting = {"default": {"BACKEND": DATABASE, "QUEUES": ["default"], "OPTIONS": options}}
-    with override_settings(TASKS=setting):
+    with override_settings(TASKS=tasks_setting(DATABASE, OPTIONS=options)):
         yield django_tasks.task_backends["default"]
 
 
@@ -84,8 +87,9 @@ RENEWAL = (
 )
 
 
-def in_thread(worker: Worker) -> threading.Thread:
-    """Return a thread (not started) running `worker`, then closing its connections."""
+@contextlib.contextmanager
+def running(worker: Worker) -> Iterator[threading.Thread]:
+    """Run `worker` in a thread; on the way out, stop it and wait for it to end."""
 
     def run() -> None:
         try:
@@ -93,14 +97,21 @@ def in_thread(worker: Worker) -> threading.Thread:
         finally:
             connections.close_all()  # this thread's own, as a worker process's exit would
 
-    return threading.Thread(target=run)
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        worker.request_stop()
+        thread.join(20)
 
 
-def wait_until(condition: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
+def status_of(result: Any) -> str:
+    return DBTaskResult.objects.get(id=result.id).status
+
+
+def broken_receiver(sender: type, task_result: Any, **kwargs: Any) -> None:
+    raise RuntimeError("a metrics receiver with a bug")
 
 
 def started(key: str, times: int = 1) -> Any:
@@ -117,22 +128,19 @@ def test_refused_renewals__the_heartbeat_keeps_going_and_no_lease_is_lost(caplog
     with database_backend(LEASE_SECONDS=0.9) as backend:  # renewed every 0.3 s
         result = tasks.slow.using(backend="default").enqueue("renewed", 3.0)
         worker = Worker(backend, WorkerOptions(queues=None, batch=True, startup_delay=False))
-        thread = in_thread(worker)
-        with refused_updates(RENEWAL):
-            thread.start()
-            wait_until(started("renewed"), 10, "the task did not start")
-            time.sleep(1.2)  # longer than the lease: every renewal meanwhile was refused
-            assert DBTaskResult.objects.get(id=result.id).lease_expires_at < timezone.now()
-        time.sleep(1.0)  # renewals are accepted again
-        lease = DBTaskResult.objects.get(id=result.id).lease_expires_at
-        # Another worker looking for expired leases now finds none.
-        reclaimed = claims.reclaim_expired(
-            claims.Scope(alias="default", backend_name="default", queues=None), 3
-        )
-        thread.join(20)
+        with running(worker) as thread:
+            with refused_updates(RENEWAL):
+                wait_for(started("renewed"), timeout=10, what="the task to start")
+                time.sleep(1.2)  # longer than the lease: every renewal meanwhile was refused
+                assert DBTaskResult.objects.get(id=result.id).lease_expires_at < timezone.now()
+            time.sleep(1.0)  # renewals are accepted again
+            lease = DBTaskResult.objects.get(id=result.id).lease_expires_at
+            # Another worker looking for expired leases now finds none.
+            reclaimed = claims.reclaim_expired(SCOPE, 3)
+            thread.join(20)
 
     assert not thread.is_alive()
-    assert lease > timezone.now() - timezone.timedelta(seconds=1)
+    assert lease > timezone.now() - timedelta(seconds=1)
     assert reclaimed == 0
     row = DBTaskResult.objects.get(id=result.id)
     assert row.status == TaskResultStatus.SUCCESSFUL
@@ -171,8 +179,7 @@ def test_outcome_no_write_can_store__recorded_as_a_lost_attempt_not_held(caplog)
 
 
 def test_return_value_with_a_lone_surrogate__fails_that_task_and_the_worker_goes_on():
-    serializer = "django_tasks.serializers.JsonSerializer"  # text out, surrogates kept
-    with database_backend(SERIALIZER=serializer) as backend:
+    with database_backend(SERIALIZER=TEXT_SERIALIZER) as backend:
         bad = tasks.decoded_file_name.using(backend="default").enqueue("report-\xff.csv")
         good = tasks.decoded_file_name.using(backend="default").enqueue("report.csv")
         drain(backend, concurrency=2)
@@ -186,9 +193,8 @@ def test_return_value_with_a_lone_surrogate__fails_that_task_and_the_worker_goes
 
 
 def test_lone_surrogate_argument__refused_at_enqueue_with_the_text_serializer():
-    serializer = "django_tasks.serializers.JsonSerializer"
     with (
-        database_backend(SERIALIZER=serializer),
+        database_backend(SERIALIZER=TEXT_SERIALIZER),
         pytest.raises(django_tasks.InvalidTaskError, match="lone surrogate"),
     ):
         tasks.echo.using(backend="default").enqueue("report-\udcff.csv")
@@ -198,19 +204,15 @@ def test_lone_surrogate_argument__refused_at_enqueue_with_the_text_serializer():
 @pytest.mark.parametrize("concurrency", [1, 2])
 def test_receivers_that_raise__logged_and_the_tasks_still_finish(concurrency, caplog):
     caplog.set_level(logging.ERROR, logger="django.dispatch")
-
-    def broken(sender: type, task_result: Any, **kwargs: Any) -> None:
-        raise RuntimeError("a metrics receiver with a bug")
-
     with database_backend() as backend:
         results = [tasks.add.using(backend="default").enqueue(n, 1) for n in range(4)]
-        signals.task_started.connect(broken)
-        signals.task_finished.connect(broken)
+        signals.task_started.connect(broken_receiver)
+        signals.task_finished.connect(broken_receiver)
         try:
             drain(backend, concurrency=concurrency)
         finally:
-            signals.task_started.disconnect(broken)
-            signals.task_finished.disconnect(broken)
+            signals.task_started.disconnect(broken_receiver)
+            signals.task_finished.disconnect(broken_receiver)
         returned = [result.refresh().return_value for result in results]
 
     assert returned == [1, 2, 3, 4]
@@ -221,15 +223,11 @@ def test_receivers_that_raise__logged_and_the_tasks_still_finish(concurrency, ca
 
 def test_receivers_that_raise__the_immediate_backend_returns_the_result(caplog):
     caplog.set_level(logging.ERROR, logger="django.dispatch")
-
-    def broken(sender: type, task_result: Any, **kwargs: Any) -> None:
-        raise RuntimeError("a metrics receiver with a bug")
-
-    signals.task_finished.connect(broken)
+    signals.task_finished.connect(broken_receiver)
     try:
         result = tasks.add.enqueue(2, 3)  # the test settings' default: immediate
     finally:
-        signals.task_finished.disconnect(broken)
+        signals.task_finished.disconnect(broken_receiver)
 
     assert result.return_value == 5
     assert "a metrics receiver with a bug" in caplog.text
@@ -249,21 +247,17 @@ def test_row_claimed_again_by_its_own_worker__the_earlier_attempt_does_not_write
         worker = Worker(
             backend, WorkerOptions(queues=None, startup_delay=False, concurrency=2, interval=0.1)
         )
-        thread = in_thread(worker)
-        scope = claims.Scope(alias="default", backend_name="default", queues=None)
-        with refused_updates(RENEWAL):
-            thread.start()
-            wait_until(started("twice"), 10, "the task did not start")
-            time.sleep(1.2)  # the lease has expired
-            assert claims.reclaim_expired(scope, 3) == 1
-            wait_until(started("twice", times=2), 10, "the task was not claimed again")
-        wait_until(
-            lambda: DBTaskResult.objects.get(id=result.id).status == TaskResultStatus.SUCCESSFUL,
-            15,
-            "the second attempt did not finish",
-        )
-        worker.request_stop()
-        thread.join(15)
+        with running(worker) as thread:
+            with refused_updates(RENEWAL):
+                wait_for(started("twice"), timeout=10, what="the task to start")
+                time.sleep(1.2)  # the lease has expired
+                assert claims.reclaim_expired(SCOPE, 3) == 1
+                wait_for(started("twice", times=2), timeout=10, what="a second claim")
+            wait_for(
+                lambda: status_of(result) == TaskResultStatus.SUCCESSFUL,
+                timeout=15,
+                what="the second attempt to finish",
+            )
         finished = result.refresh()
 
     assert not thread.is_alive()
@@ -284,16 +278,15 @@ def test_prefetched_quick_task__its_outcome_is_written_while_a_long_one_runs():
         worker = Worker(
             backend, WorkerOptions(queues=None, batch=True, startup_delay=False, prefetch=2)
         )
-        thread = in_thread(worker)
-        thread.start()
-        wait_until(started("long"), 10, "the long task did not start")
-        wait_until(
-            lambda: DBTaskResult.objects.get(id=quick.id).status == TaskResultStatus.SUCCESSFUL,
-            1.5,
-            "the quick task's outcome waited",
-        )
-        long_status = DBTaskResult.objects.get(id=long.id).status
-        thread.join(15)
+        with running(worker) as thread:
+            wait_for(started("long"), timeout=10, what="the long task to start")
+            wait_for(
+                lambda: status_of(quick) == TaskResultStatus.SUCCESSFUL,
+                timeout=1.5,
+                what="the quick task's outcome, while the long one runs",
+            )
+            long_status = status_of(long)
+            thread.join(15)
         returned = quick.refresh().return_value
 
     assert long_status == TaskResultStatus.RUNNING  # written while the long one ran
@@ -311,11 +304,10 @@ def row_locked_elsewhere(row_id: Any) -> Iterator[None]:
                 cursor.execute("BEGIN IMMEDIATE")
             else:
                 other.set_autocommit(False)
+                key = DBTaskResult._meta.pk.get_db_prep_value(uuid.UUID(row_id), other)
                 cursor.execute(
-                    f'SELECT id FROM "{TABLE}" WHERE id = %s FOR UPDATE'
-                    if connection.vendor == "postgresql"
-                    else f"SELECT id FROM `{TABLE}` WHERE id = %s FOR UPDATE",
-                    [row_id if connection.vendor == "postgresql" else row_id.replace("-", "")],
+                    f"SELECT id FROM {other.ops.quote_name(TABLE)} WHERE id = %s FOR UPDATE",
+                    [key],
                 )
         yield
     finally:
@@ -325,24 +317,22 @@ def row_locked_elsewhere(row_id: Any) -> Iterator[None]:
 
 
 def test_passing_errors__a_lock_timeout_is_retried_a_bad_statement_is_refused():
-    from django.db import DatabaseError
-
-    from django_tasks.backends.database.worker import _passing
-
     result = tasks.add.using(backend="database").enqueue(1, 1)
     short_wait = {
         "sqlite": "PRAGMA busy_timeout = 0",
         "postgresql": "SET lock_timeout = '50ms'",
         "mysql": "SET SESSION innodb_lock_wait_timeout = 1",
     }[connection.vendor]
-    with connection.cursor() as cursor:
-        cursor.execute(short_wait)
-    update = DBTaskResult.objects.filter(id=result.id)
-    with row_locked_elsewhere(result.id), pytest.raises(DatabaseError) as timed_out:
-        update.update(priority=3)
-    with pytest.raises(DatabaseError) as refused, connection.cursor() as cursor:
-        cursor.execute("SELECT no_such_column FROM " + connection.ops.quote_name(TABLE))
-    connection.close()  # the short lock wait was for this test only
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(short_wait)
+        update = DBTaskResult.objects.filter(id=result.id)
+        with row_locked_elsewhere(result.id), pytest.raises(DatabaseError) as timed_out:
+            update.update(priority=3)
+        with pytest.raises(DatabaseError) as refused, connection.cursor() as cursor:
+            cursor.execute("SELECT no_such_column FROM " + connection.ops.quote_name(TABLE))
+    finally:
+        connection.close()  # the short lock wait was for this test only
 
     assert _passing(timed_out.value), timed_out.value
     assert not _passing(refused.value), refused.value

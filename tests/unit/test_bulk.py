@@ -89,8 +89,7 @@ def test_ready_result__equals_the_dataclass_constructor():
         kwargs={},
         backend="default",
     )
-    # Every field is set, and the lists are the result's own.
-    assert {f.name: getattr(made, f.name) for f in dataclasses.fields(made)}
+    # The lists are the result's own.
     assert made.errors is not ready_result(tasks.add, "id-2", [], {}, "default", now).errors
 
 
