@@ -78,6 +78,42 @@ def dumps_call(
     return data
 
 
+def dumps_calls(
+    task_path: str,
+    calls: list[_signatures.BoundCall],
+    serializer: serializers.Serializer,
+) -> tuple[list[bytes | str], list[tuple[int, exceptions.InvalidTask]]]:
+    """Encode many validated calls as `dumps_call` does each.
+
+    Return the encoded calls and, by index, the `InvalidTask` of each that `dumps_call`
+    refuses. The usual call (bytes without a NUL escape, or ASCII text without one) is
+    checked here, in one loop; any other (NaN-capable models, non-ASCII text) goes
+    through `dumps_call`, which encodes it again.
+    """
+    dumps = serializer.dumps
+    encoded: list[bytes | str] = []
+    problems: list[tuple[int, exceptions.InvalidTask]] = []
+    for index, bound in enumerate(calls):
+        if not bound.may_hold_nan:
+            try:
+                data = dumps(bound.payload)
+            except (TypeError, ValueError):
+                pass
+            else:
+                if type(data) is bytes:
+                    usual = b"\\u0000" not in data
+                else:
+                    usual = isinstance(data, str) and "\\u0000" not in data and data.isascii()
+                if usual:
+                    encoded.append(data)
+                    continue
+        try:
+            encoded.append(dumps_call(task_path, bound, serializer))
+        except exceptions.InvalidTask as error:
+            problems.append((index, error))
+    return encoded, problems
+
+
 def _has_nul_escape(data: bytes | str) -> bool:
     # Both shipped serializers write U+0000 as the escape \u0000; the exact check runs
     # only when the fast one hits, since a literal backslash can also produce it.

@@ -72,6 +72,13 @@ def send_enqueued(sender: type, task_result: results.TaskResult[Any]) -> None:
         )
 
 
+def send_enqueued_many(sender: type, task_results: list[results.TaskResult[Any]]) -> None:
+    """Send `task_enqueued` for each result, as `send_enqueued`; nothing when no one listens."""
+    if task_enqueued.has_listeners(sender) or logger.isEnabledFor(logging.DEBUG):
+        for task_result in task_results:
+            send_enqueued(sender, task_result)
+
+
 @receiver(task_started)
 def _log_started(sender: type, task_result: results.TaskResult[Any], **kwargs: Any) -> None:
     logger.info(

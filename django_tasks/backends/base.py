@@ -235,25 +235,18 @@ class BaseTaskBackend(metaclass=ABCMeta):
         calls: Sequence[tuple[Sequence[Any], Mapping[str, Any]]],
         enqueued_at: datetime | None,
     ) -> list[tuple[results.TaskResult[T], bytes | str]]:
-        signature = task.signature
-        path = task.module_path
-        prepared = []
-        problems: list[tuple[int, exceptions.InvalidTask]] = []
-        bound_calls = signature.bind_calls(calls)
-        ids = self.new_result_ids(len(bound_calls))
-        for index, (bound, result_id) in enumerate(zip(bound_calls, ids, strict=True)):
-            try:
-                data = _serialization.dumps_call(path, bound, self.serializer)
-            except exceptions.InvalidTask as error:
-                problems.append((index, error))
-                continue
-            result = results.ready_result(
-                task, result_id, bound.args, bound.kwargs, self.alias, enqueued_at
-            )
-            prepared.append((result, data))
+        bound_calls = task.signature.bind_calls(calls)
+        encoded, problems = _serialization.dumps_calls(
+            task.module_path, bound_calls, self.serializer
+        )
         if problems:
-            raise _signatures.calls_invalid(path, problems)
-        return prepared
+            raise _signatures.calls_invalid(task.module_path, problems)
+        ids = self.new_result_ids(len(bound_calls))
+        ready_result, alias = results.ready_result, self.alias
+        return [
+            (ready_result(task, result_id, bound.args, bound.kwargs, alias, enqueued_at), data)
+            for bound, result_id, data in zip(bound_calls, ids, encoded, strict=True)
+        ]
 
     def enqueue_prepared_many(
         self, prepared: Sequence[tuple[results.TaskResult[T], bytes | str]]
@@ -284,9 +277,14 @@ class BaseTaskBackend(metaclass=ABCMeta):
         return None
 
     @staticmethod
-    def stamp(result: results.TaskResult[T]) -> results.TaskResult[T]:
-        """Return `result` with `enqueued_at` set (now, unless it was set at validation)."""
-        return result if result.enqueued_at else result.evolve(enqueued_at=timezone.now())
+    def stamp(result: results.TaskResult[T], now: datetime | None = None) -> results.TaskResult[T]:
+        """Return `result` with `enqueued_at` set, unless it was set at validation.
+
+        `now` (default: the current time) lets the calls of one batch share one time.
+        """
+        if result.enqueued_at:
+            return result
+        return result.evolve(enqueued_at=now or timezone.now())
 
     @abstractmethod
     def enqueue_prepared(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import signal
@@ -413,6 +414,60 @@ def test_enqueue_many__inserts_in_one_statement_per_500_rows_or_fewer(backend):
     }
     drain(backend, prefetch=100)
     assert sorted(r.refresh().return_value for r in results) == sorted(2 * n for n in range(1200))
+
+
+# Quotes and Django's placeholder characters: SQLite writes a bulk enqueue's shared
+# columns into the statement as literals, which must keep them as they are.
+AWKWARD = "it's 50%s %% o'clock"
+
+
+def stored_rows(results: list[Any]) -> list[dict[str, Any]]:
+    rows = DBTaskResult.objects.in_bulk([r.id for r in results])
+    names = [field.name for field in DBTaskResult._meta.concrete_fields]
+    return [{name: getattr(rows[uuid.UUID(r.id)], name) for name in names} for r in results]
+
+
+def test_enqueue_many__stores_the_columns_a_single_enqueue_stores(backend, settings):
+    database = settings.TASKS["database"]
+    settings.TASKS = {**settings.TASKS, AWKWARD: {**database, "QUEUES": [AWKWARD]}}
+    policy = RetryPolicy(max_attempts=2, delay=timedelta(seconds=3))
+    task = tasks.add.using(
+        backend=AWKWARD, queue_name=AWKWARD, priority=7, run_after=timedelta(hours=1), retry=policy
+    )
+
+    [single] = stored_rows([task.enqueue(1, 2)])
+    many = stored_rows(task.enqueue_many([task.arguments(3, 4), task.arguments(5, b=6)]))
+
+    varying = {"id", "args_kwargs", "run_after", "ready_at", "enqueued_at"}
+    shared = {name: value for name, value in single.items() if name not in varying}
+    assert shared["queue_name"] == shared["backend_name"] == AWKWARD
+    assert (shared["status"], shared["priority"]) == ("READY", 7)
+    assert shared["retry"]["max_attempts"] == 2
+    for row in many:
+        assert {name: value for name, value in row.items() if name not in varying} == shared
+        assert row["ready_at"] == row["run_after"]
+        delay = row["run_after"] - row["enqueued_at"]
+        assert abs(delay - timedelta(hours=1)) < timedelta(seconds=5)
+    assert many[0]["enqueued_at"] == many[1]["enqueued_at"]
+    assert [json.loads(row["args_kwargs"]) for row in many] == [
+        {"args": [3, 4], "kwargs": {}},
+        {"args": [5], "kwargs": {"b": 6}},
+    ]
+
+
+@pytest.mark.skipif(
+    connection.vendor != "sqlite",
+    reason="only SQLite writes shared columns as literals; the others store no NUL in text",
+)
+def test_enqueue_many__binds_a_shared_value_no_literal_can_hold(backend, settings):
+    queue = "nul\x00queue"
+    database = settings.TASKS["database"]
+    settings.TASKS = {**settings.TASKS, "database": {**database, "QUEUES": [queue]}}
+    task = on_database(tasks.add, queue_name=queue)
+
+    rows = stored_rows(task.enqueue_many([task.arguments(1, 2), task.arguments(3, 4)]))
+
+    assert [row["queue_name"] for row in rows] == [queue, queue]
 
 
 def test_retry__the_worker_waits_the_backoff_between_attempts(backend):

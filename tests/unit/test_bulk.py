@@ -148,3 +148,32 @@ def test_evolve__equals_dataclasses_replace():
     assert result.status == TaskResultStatus.READY
     with pytest.raises(TypeError):
         result.evolve(colour="red")
+
+
+_UNSET: Any = object()
+
+
+def kinds_probe(
+    a: Any = _UNSET, /, b: Any = _UNSET, *rest: Any, c: Any = _UNSET, d: Any = _UNSET, **extra: Any
+) -> dict[str, Any]:
+    """`tasks.kinds`'s parameters, each optional: Python itself binds the call."""
+    passed = {"a": a, "b": b, "rest": rest, "c": c, "d": d, "extra": extra}
+    return {name: value for name, value in passed.items() if value not in (_UNSET, (), {})}
+
+
+@given(
+    st.lists(st.integers(), max_size=4),
+    st.dictionaries(st.sampled_from(["a", "b", "c", "d", "rest", "extra", "z"]), st.integers()),
+)
+def test_bind__maps_a_call_to_parameters_as_python_does(args: list[int], kwargs: dict[str, int]):
+    # Missing arguments are pydantic's to report, so every parameter of the probe is optional.
+    try:
+        expected: dict[str, Any] | None = kinds_probe(*args, **kwargs)
+    except TypeError:
+        expected = None
+    try:
+        bound: dict[str, Any] | None = KINDS._bind(args, kwargs)
+    except InvalidTaskError:
+        bound = None
+
+    assert bound == expected

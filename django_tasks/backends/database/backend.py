@@ -78,11 +78,12 @@ class DatabaseBackend(BaseTaskBackend):
         self, prepared: Sequence[tuple[results.TaskResult[T], bytes | str]]
     ) -> list[results.TaskResult[T]]:
         """Insert the calls as READY rows: one statement per 500, in one transaction."""
-        enqueued = [self.stamp(result) for result, _ in prepared]
-        rows = [(e, d) for e, (_, d) in zip(enqueued, prepared, strict=True)]
+        now = timezone.now()
+        stamp = self.stamp
+        rows = [(stamp(result, now), data) for result, data in prepared]
         inserts.insert_ready(self.db_alias(), self.alias, rows)
-        for result in enqueued:
-            signals.send_enqueued(type(self), result)
+        enqueued = [result for result, _ in rows]
+        signals.send_enqueued_many(type(self), enqueued)
         return enqueued
 
     def requeue(self, row: DBTaskResult) -> DBTaskResult:

@@ -2,6 +2,11 @@
 
 One row: one INSERT. Many rows: PostgreSQL `COPY`, SQLite one prepared INSERT run per
 row, MariaDB/MySQL one multi-row INSERT per 500 rows; all in one transaction.
+
+The calls of one bulk enqueue differ only in their id and arguments: every other
+column is worked out once per task and enqueue time. On SQLite those shared columns
+are written into the statement as literals, so each row binds two values, not
+thirteen (a third less time per row, measured).
 """
 
 from __future__ import annotations
@@ -48,68 +53,127 @@ def insert_ready(
 ) -> None:
     """Insert one READY row per enqueued call, each field adapted as the ORM would."""
     connection = connections[alias]
-    fields = fields_by_name()
-    native_uuid = connection.features.has_native_uuid_field
-    adapted: dict[datetime | None, Any] = {}
-
-    def adapt_time(value: datetime | None) -> Any:
-        # One batch shares a handful of times: adapt each once.
-        if value not in adapted:
-            adapted[value] = fields["ready_at"].get_db_prep_save(value, connection)
-        return adapted[value]
-
     # COPY reads JSON columns as text: no per-row JSON adapter.
     copy = len(enqueued) > 1 and _can_copy(connection)
-    empty_list = "[]" if copy else fields["errors"].get_db_prep_save([], connection)
-    # The calls of a bulk enqueue share one task: its columns are worked out once.
-    per_task: dict[int, tuple[Any, ...]] = {}
-    rows = []
-    # Library code only (see collection_paused); a single row is not worth the switch.
-    with collection_paused() if len(enqueued) > 1 else contextlib.nullcontext():
-        for result, data in enqueued:
-            task = result.task
-            now = result.enqueued_at or timezone.now()
-            columns = per_task.get(id(task))
-            if columns is None or columns[0] is not task:
-                run_after = task.run_after
-                if isinstance(run_after, timedelta):  # prepare() resolves it; kept for types
-                    run_after = now + run_after
-                columns = per_task[id(task)] = (
-                    task,
-                    (task.module_path, backend_name, task.queue_name, task.priority),
-                    run_after,
-                    _retry(fields, connection, task, as_text=copy),
-                )
-            _, names, run_after, retry = columns
-            rows.append(
-                (
-                    result.id if native_uuid else result.id.replace("-", ""),
-                    READY,
-                    *names,
-                    adapt_time(run_after),
-                    adapt_time(run_after or now),
-                    adapt_time(now),
-                    data.decode() if isinstance(data, bytes) else data,
-                    retry,
-                    empty_list,
-                    empty_list,
-                )
-            )
+    groups = _group(connection, backend_name, enqueued, as_text=copy)
     if copy:
-        _copy(alias, rows)
+        _copy(alias, [row for shared, calls in groups for row in _rows(shared, calls)])
         return
-    if connection.vendor == "sqlite" and len(rows) > 1:
+    if connection.vendor == "sqlite" and len(enqueued) > 1:
         # One prepared statement run per row, all in C: faster than parsing long
         # multi-row statements, and SQLite has no round trips to save.
         with transaction.atomic(using=alias), connection.cursor() as cursor:
-            cursor.executemany(_insert_sql(connection), rows)
+            for shared, calls in groups:
+                sql = _sqlite_shared_sql(connection, shared)
+                if sql is None:
+                    cursor.executemany(_insert_sql(connection), _rows(shared, calls))
+                else:
+                    cursor.executemany(sql, calls)
         return
+    rows = [row for shared, calls in groups for row in _rows(shared, calls)]
     if len(rows) <= ROWS_PER_STATEMENT:
         _insert(alias, rows)
         return
     with transaction.atomic(using=alias):
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             _insert(alias, rows[start : start + ROWS_PER_STATEMENT])
+
+
+Shared = tuple[Any, ...]
+"""The columns but `id` and `args_kwargs`, in `COLUMNS` order, as adapted for the database."""
+Calls = list[tuple[Any, str]]
+"""The `(id, args_kwargs)` of each call that shares them."""
+
+
+def _group(
+    connection: Any,
+    backend_name: str,
+    enqueued: Sequence[tuple[results.TaskResult[Any], bytes | str]],
+    *,
+    as_text: bool,
+) -> list[tuple[Shared, Calls]]:
+    """Group the calls by the columns they share: one group per task and enqueue time."""
+    fields = fields_by_name()
+    native_uuid = connection.features.has_native_uuid_field
+    empty_list = "[]" if as_text else fields["errors"].get_db_prep_save([], connection)
+    groups: dict[tuple[int, datetime | None], tuple[Any, Shared, Calls]] = {}
+    task: Any = None
+    now: datetime | None = None
+    calls: Calls = []
+    # Library code only (see collection_paused); a single row is not worth the switch.
+    with collection_paused() if len(enqueued) > 1 else contextlib.nullcontext():
+        for result, data in enqueued:
+            # The calls of a bulk enqueue share their task and time: look up only on change.
+            if result.task is not task or result.enqueued_at is not now:
+                task, now = result.task, result.enqueued_at
+                group = groups.get((id(task), now))
+                if group is None or group[0] is not task:
+                    shared = _shared(connection, task, backend_name, now, empty_list, as_text)
+                    group = groups[(id(task), now)] = (task, shared, [])
+                calls = group[2]
+            result_id = result.id if native_uuid else result.id.replace("-", "")
+            calls.append((result_id, data.decode() if isinstance(data, bytes) else data))
+    return [(shared, calls) for _, shared, calls in groups.values()]
+
+
+def _shared(
+    connection: Any,
+    task: Any,
+    backend_name: str,
+    enqueued_at: datetime | None,
+    empty_list: Any,
+    as_text: bool,
+) -> Shared:
+    fields = fields_by_name()
+    now = enqueued_at or timezone.now()
+    run_after = task.run_after
+    if isinstance(run_after, timedelta):  # prepare() resolves it; kept for types
+        run_after = now + run_after
+
+    def adapt_time(value: datetime | None) -> Any:
+        return fields["ready_at"].get_db_prep_save(value, connection)
+
+    return (
+        READY,
+        task.module_path,
+        backend_name,
+        task.queue_name,
+        task.priority,
+        adapt_time(run_after),
+        adapt_time(run_after or now),
+        adapt_time(now),
+        _retry(fields, connection, task, as_text=as_text),
+        empty_list,
+        empty_list,
+    )
+
+
+def _rows(shared: Shared, calls: Calls) -> list[tuple[Any, ...]]:
+    """Return the full rows, in `COLUMNS` order, of calls that share `shared`."""
+    head, tail = shared[:8], shared[8:]
+    return [(result_id, *head, data, *tail) for result_id, data in calls]
+
+
+def _sqlite_shared_sql(connection: Any, shared: Shared) -> str | None:
+    """Return an INSERT of `(id, args_kwargs)` with the shared columns as literals.
+
+    None if a shared value has no plain literal form (only text without NUL, whole
+    numbers and NULL are written inline), for the caller to bind every column. Text
+    doubles its quotes for SQLite and its percent signs for Django's placeholders.
+    """
+    literals = []
+    for value in shared:
+        if value is None:
+            literals.append("NULL")
+        elif type(value) is int:
+            literals.append(str(value))
+        elif type(value) is str and "\x00" not in value:
+            literals.append("'" + value.replace("'", "''").replace("%", "%%") + "'")
+        else:
+            return None
+    table, columns = _table_and_columns(connection)
+    values = ", ".join(["%s", *literals[:8], "%s", *literals[8:]])
+    return f"INSERT INTO {table} ({columns}) VALUES ({values})"
 
 
 def _retry(fields: dict[str, Field[Any, Any]], connection: Any, task: Any, *, as_text: bool) -> Any:
