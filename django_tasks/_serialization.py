@@ -82,7 +82,7 @@ def dumps_calls(
     task_path: str,
     calls: list[_signatures.BoundCall],
     serializer: serializers.Serializer,
-) -> tuple[list[bytes | str], list[tuple[int, exceptions.InvalidTask]]]:
+) -> tuple[list[bytes | str], list[_signatures.Problem]]:
     """Encode many validated calls as `dumps_call` does each.
 
     Return the encoded calls and, by index, the `InvalidTask` of each that `dumps_call`
@@ -92,7 +92,7 @@ def dumps_calls(
     """
     dumps = serializer.dumps
     encoded: list[bytes | str] = []
-    problems: list[tuple[int, exceptions.InvalidTask]] = []
+    problems: list[_signatures.Problem] = []
     for index, bound in enumerate(calls):
         if not bound.may_hold_nan:
             try:

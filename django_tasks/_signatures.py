@@ -154,6 +154,8 @@ def find_unstorable(value: Any, where: str = "") -> str | None:
 
 Call = tuple[Sequence[Any], Mapping[str, Any]]
 """One call's positional and keyword arguments, as given."""
+Problem = tuple[int, exceptions.InvalidTask]
+"""A bad call of a bulk enqueue: its index, and why it is invalid."""
 
 
 class BoundCall(NamedTuple):
@@ -440,6 +442,13 @@ class TaskSignature:
 
         If any call is invalid, raise `InvalidTask` naming each bad call by its index.
         """
+        bound, problems = self.try_bind_calls(calls)
+        if problems:
+            raise calls_invalid(self.task_path, problems)
+        return bound
+
+    def try_bind_calls(self, calls: Sequence[Call]) -> tuple[list[BoundCall], list[Problem]]:
+        """Return `bind_calls`'s result and no problems, or no calls and the bad ones by index."""
         models = self._models or self.build()
         names, bind = self.positional, self._bind
         count = len(names)
@@ -458,7 +467,15 @@ class TaskSignature:
         except (exceptions.InvalidTask, ValidationError, PydanticSerializationError):
             # One call or more is bad: validate each alone to say which, and why.
             return self._bind_each(calls)
-        may_hold_nan = models.may_hold_nan
+        return self._split_calls(calls, validated, dumped, models.may_hold_nan), []
+
+    def _split_calls(
+        self,
+        calls: Sequence[Call],
+        validated: list[dict[str, Any]],
+        dumped: list[dict[str, Any]],
+        may_hold_nan: bool,
+    ) -> list[BoundCall]:
         if self.var_positional is not None or self.var_keyword is not None:
             return [
                 self._bound(len(args), values, json_values, may_hold_nan)
@@ -476,17 +493,15 @@ class TaskSignature:
             append(_new_bound(BoundCall, (list(values.values()), {}, payload, may_hold_nan)))
         return bound
 
-    def _bind_each(self, calls: Sequence[Call]) -> list[BoundCall]:
+    def _bind_each(self, calls: Sequence[Call]) -> tuple[list[BoundCall], list[Problem]]:
         bound: list[BoundCall] = []
-        problems: list[tuple[int, exceptions.InvalidTask]] = []
+        problems: list[Problem] = []
         for index, (args, kwargs) in enumerate(calls):
             try:
                 bound.append(self.bind_call(args, kwargs))
             except exceptions.InvalidTask as error:
                 problems.append((index, error))
-        if problems:
-            raise calls_invalid(self.task_path, problems)
-        return bound
+        return ([], problems) if problems else (bound, [])
 
     def _refuse_unfaithful_many(
         self, validated: list[dict[str, Any]], names: tuple[str, ...]
@@ -566,9 +581,7 @@ class TaskSignature:
         return loaded.value  # type: ignore[attr-defined]
 
 
-def calls_invalid(
-    task_path: str, problems: Sequence[tuple[int, exceptions.InvalidTask]]
-) -> exceptions.InvalidTask:
+def calls_invalid(task_path: str, problems: Sequence[Problem]) -> exceptions.InvalidTask:
     """Return one `InvalidTask` for the bad calls of a bulk enqueue, each named by index."""
     lines = [f"call {index}: {error}".replace("\n", "\n  ") for index, error in problems]
     errors = [

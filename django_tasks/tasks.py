@@ -14,6 +14,7 @@ from typing import (
     Concatenate,
     Generic,
     Literal,
+    NamedTuple,
     ParamSpec,
     Protocol,
     TypeVar,
@@ -200,12 +201,9 @@ class Task(Generic[P, T]):
 
     def arguments(self, *args: P.args, **kwargs: P.kwargs) -> TaskArguments[P]:
         """Return one call's arguments, for `enqueue_many`; type checkers check them."""
-        # `TaskArguments(args=..., kwargs=...)`, built by setting its two slots: a frozen
-        # dataclass's `__init__` costs twice as much, once per call of a bulk enqueue.
-        call: TaskArguments[P] = _new_object(TaskArguments)
-        _set_call_args(call, args)
-        _set_call_kwargs(call, kwargs)
-        return call
+        # `TaskArguments(args, kwargs)` without its Python-level `__new__`: this runs once
+        # per call of a bulk enqueue.
+        return _new_tuple(TaskArguments, (args, kwargs))
 
     def enqueue_many(self, calls: Iterable[TaskArguments[P]]) -> list[TaskResult[T]]:
         """Validate many calls, then enqueue them together (one INSERT on the database).
@@ -213,13 +211,11 @@ class Task(Generic[P, T]):
         `task.enqueue_many(task.arguments(order.id) for order in orders)`. If any call is
         invalid, `InvalidTask` names each bad call by its index and nothing is enqueued.
         """
-        pairs = ((call.args, call.kwargs) for call in calls)
-        return self.get_backend().enqueue_many(self, pairs)
+        return self.get_backend().enqueue_many(self, calls)
 
     async def aenqueue_many(self, calls: Iterable[TaskArguments[P]]) -> list[TaskResult[T]]:
         """Validate many calls, then enqueue them together, from async code."""
-        pairs = [(call.args, call.kwargs) for call in calls]
-        return await self.get_backend().aenqueue_many(self, pairs)
+        return await self.get_backend().aenqueue_many(self, list(calls))
 
     def get_result(self, result_id: str) -> TaskResult[T]:
         """Return the result with `result_id`.
@@ -285,17 +281,18 @@ class Task(Generic[P, T]):
         return [TaskContext(task_result=running)]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TaskArguments(Generic[P]):
-    """The arguments of one call of a task, made by `Task.arguments(...)`."""
+class TaskArguments(NamedTuple, Generic[P]):
+    """The arguments of one call of a task, made by `Task.arguments(...)`.
+
+    A named tuple `(args, kwargs)`, so a bulk enqueue passes the calls to its backend
+    as they are.
+    """
 
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
 
 
-_new_object = object.__new__
-_set_call_args = TaskArguments.__dict__["args"].__set__
-_set_call_kwargs = TaskArguments.__dict__["kwargs"].__set__
+_new_tuple = tuple.__new__
 
 
 class _TaskDecorator(Protocol):

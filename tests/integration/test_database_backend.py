@@ -22,7 +22,7 @@ from django.utils import timezone
 
 import django_tasks
 from django_tasks import RetryPolicy, TaskResultStatus
-from django_tasks.backends.database import claims
+from django_tasks.backends.database import claims, inserts
 from django_tasks.backends.database.management.commands import db_worker
 from django_tasks.backends.database.management.commands.db_worker import stop_on_signals
 from django_tasks.backends.database.models import DBTaskResult
@@ -392,8 +392,8 @@ def test_enqueue_many__inserts_in_one_statement_per_500_rows_or_fewer(backend):
     with CaptureQueriesContext(connection) as queries:
         results = task.enqueue_many(task.arguments(n, n) for n in range(1200))
 
-    # PostgreSQL: one COPY; SQLite: one prepared statement run per row (recorded as
-    # "1200 times: INSERT ..."); MariaDB: one statement per 500 rows.
+    # PostgreSQL: one COPY; SQLite: one INSERT per chunk of 1000 calls, reading them from
+    # a JSON array; MariaDB: one statement per 500 rows.
     statements = [
         q["sql"]
         for q in queries.captured_queries
@@ -403,7 +403,7 @@ def test_enqueue_many__inserts_in_one_statement_per_500_rows_or_fewer(backend):
     table = connection.ops.quote_name(DBTaskResult._meta.db_table)
     expected = {
         "postgresql": [f"COPY {table}"],
-        "sqlite": [f"1200 times: INSERT INTO {table}"],
+        "sqlite": [f"INSERT INTO {table}"] * 2,
     }
     assert writes == expected.get(connection.vendor, [f"INSERT INTO {table}"] * 3)
     if connection.vendor == "postgresql":
@@ -414,6 +414,38 @@ def test_enqueue_many__inserts_in_one_statement_per_500_rows_or_fewer(backend):
     }
     drain(backend, prefetch=100)
     assert sorted(r.refresh().return_value for r in results) == sorted(2 * n for n in range(1200))
+
+
+def test_enqueue_many__a_bad_call_in_a_later_chunk_stores_none(backend):
+    from django.db import transaction
+
+    task = on_database(tasks.add)
+    calls = [task.arguments(n, n) for n in range(2 * inserts.CHUNK + 500)]
+    calls[inserts.CHUNK + 500] = task.arguments("x", 1)  # type: ignore[arg-type]
+    calls[2 * inserts.CHUNK + 400] = task.arguments(1, "y")  # type: ignore[arg-type]
+
+    with transaction.atomic():
+        Run.objects.create(key="before", pid=0)
+        with pytest.raises(django_tasks.InvalidTaskError) as caught:
+            task.enqueue_many(calls)
+        # The connection is usable, and the outer transaction goes on.
+        after = task.enqueue(1, 2)
+
+    assert str(caught.value).startswith("2 of the calls to task 'tests.tasks.add' are invalid")
+    assert [error["loc"][:2] for error in caught.value.errors] == [
+        ("call", inserts.CHUNK + 500),
+        ("call", 2 * inserts.CHUNK + 400),
+    ]
+    assert list(DBTaskResult.objects.values_list("id", flat=True)) == [uuid.UUID(after.id)]
+    assert Run.objects.filter(key="before").exists()
+
+
+def test_enqueue_many__no_calls_store_nothing(backend):
+    with CaptureQueriesContext(connection) as queries:
+        assert on_database(tasks.add).enqueue_many([]) == []
+
+    assert queries.captured_queries == []
+    assert not DBTaskResult.objects.exists()
 
 
 # Quotes and Django's placeholder characters: SQLite writes a bulk enqueue's shared
@@ -427,7 +459,13 @@ def stored_rows(results: list[Any]) -> list[dict[str, Any]]:
     return [{name: getattr(rows[uuid.UUID(r.id)], name) for name in names} for r in results]
 
 
-def test_enqueue_many__stores_the_columns_a_single_enqueue_stores(backend, settings):
+@pytest.mark.parametrize("json_limit", [None, 0], ids=["json", "bound"])
+def test_enqueue_many__stores_the_columns_a_single_enqueue_stores(
+    backend, settings, monkeypatch, json_limit
+):
+    # SQLite reads a chunk's rows from one JSON text, or binds them one by one past a size.
+    if json_limit is not None:
+        monkeypatch.setattr(inserts, "SQLITE_JSON_LIMIT", json_limit)
     database = settings.TASKS["database"]
     settings.TASKS = {**settings.TASKS, AWKWARD: {**database, "QUEUES": [AWKWARD]}}
     policy = RetryPolicy(max_attempts=2, delay=timedelta(seconds=3))
@@ -457,7 +495,7 @@ def test_enqueue_many__stores_the_columns_a_single_enqueue_stores(backend, setti
 
 @pytest.mark.skipif(
     connection.vendor != "sqlite",
-    reason="only SQLite writes shared columns as literals; the others store no NUL in text",
+    reason="only SQLite writes shared columns as literals; the others always bind them",
 )
 def test_enqueue_many__binds_a_shared_value_no_literal_can_hold(backend, settings):
     queue = "nul\x00queue"

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.apps import apps
@@ -15,7 +16,7 @@ from django.db import connections, router
 from django.utils import timezone
 from pydantic import Field
 
-from django_tasks import _serialization, exceptions, results, signals
+from django_tasks import _serialization, _signatures, exceptions, results, signals
 from django_tasks.backends.base import BackendOptions, BaseTaskBackend
 from django_tasks.backends.database import inserts
 from django_tasks.retries import RetryPolicy
@@ -83,6 +84,21 @@ class DatabaseBackend(BaseTaskBackend):
         rows = [(stamp(result, now), data) for result, data in prepared]
         inserts.insert_ready(self.db_alias(), self.alias, rows)
         enqueued = [result for result, _ in rows]
+        signals.send_enqueued_many(type(self), enqueued)
+        return enqueued
+
+    def enqueue_calls(
+        self, task: Task[Any, T], calls: Sequence[_signatures.Call], now: datetime
+    ) -> list[results.TaskResult[T]]:
+        """Validate and insert the calls `inserts.CHUNK` at a time, in one transaction.
+
+        The database stores each chunk while the next is validated; if any call is
+        invalid, the transaction rolls back, and `InvalidTask` names every bad call.
+        """
+        if len(calls) <= 1:
+            return super().enqueue_calls(task, calls, now)
+        chunks = self.prepare_in_chunks(task, calls, now, inserts.CHUNK)
+        enqueued = inserts.insert_chunks(self.db_alias(), self.alias, len(calls), chunks)
         signals.send_enqueued_many(type(self), enqueued)
         return enqueued
 

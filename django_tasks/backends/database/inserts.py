@@ -1,18 +1,20 @@
 """The lean INSERT behind every enqueue: no model instances, one statement per batch.
 
-One row: one INSERT. Many rows: PostgreSQL `COPY`, SQLite one prepared INSERT run per
-row, MariaDB/MySQL one multi-row INSERT per 500 rows; all in one transaction.
+One row: one INSERT. Many rows: PostgreSQL `COPY`, SQLite one INSERT from a JSON array
+per chunk, MariaDB/MySQL one multi-row INSERT per 500 rows; all in one transaction. A bulk
+enqueue writes its calls `CHUNK` at a time as it validates them, so the database
+stores one chunk while Python prepares the next.
 
 The calls of one bulk enqueue differ only in their id and arguments: every other
 column is worked out once per task and enqueue time. On SQLite those shared columns
-are written into the statement as literals, so each row binds two values, not
-thirteen (a third less time per row, measured).
+are written into the statement as literals, and the ids and arguments travel as one
+JSON text: a bulk INSERT there costs about half of binding thirteen values per row.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,46 +45,95 @@ COLUMNS = (
     "worker_ids",
 )
 ROWS_PER_STATEMENT = 500
+CHUNK = 2 * ROWS_PER_STATEMENT
+"""Calls a bulk enqueue validates, then writes, at a time (whole MariaDB statements)."""
+SQLITE_JSON_LIMIT = 16 * 1024 * 1024
+"""Characters of arguments above which SQLite binds a chunk's rows one by one instead
+of as one JSON text, which must stay under SQLite's length limit (1e9 by default)."""
 READY = results.TaskResultStatus.READY.value
 
 
-def insert_ready(
-    alias: str,
-    backend_name: str,
-    enqueued: Sequence[tuple[results.TaskResult[Any], bytes | str]],
-) -> None:
+Prepared = tuple[results.TaskResult[Any], bytes | str]
+"""A validated call: its READY result and its JSON payload."""
+
+
+def insert_ready(alias: str, backend_name: str, enqueued: Sequence[Prepared]) -> None:
     """Insert one READY row per enqueued call, each field adapted as the ORM would."""
+    if len(enqueued) > 1:
+        insert_chunks(alias, backend_name, len(enqueued), [enqueued])
+    elif enqueued:
+        [(shared, calls)] = _group(connections[alias], backend_name, enqueued, as_text=False)
+        _insert(alias, _rows(shared, calls))
+
+
+def insert_chunks(
+    alias: str, backend_name: str, count: int, chunks: Iterable[Sequence[Prepared]]
+) -> list[results.TaskResult[Any]]:
+    """Insert the READY rows of `count` calls given chunk by chunk, in one transaction.
+
+    Each chunk is written as soon as `chunks` yields it, so PostgreSQL stores one chunk
+    while the caller prepares the next. If `chunks` raises, the transaction rolls back
+    and nothing is stored. Return the results, in order.
+    """
     connection = connections[alias]
     # COPY reads JSON columns as text: no per-row JSON adapter.
-    copy = len(enqueued) > 1 and _can_copy(connection)
-    groups = _group(connection, backend_name, enqueued, as_text=copy)
-    if copy:
-        _copy(alias, [row for shared, calls in groups for row in _rows(shared, calls)])
-        return
-    if connection.vendor == "sqlite" and len(enqueued) > 1:
-        # One prepared statement run per row, all in C: faster than parsing long
-        # multi-row statements, and SQLite has no round trips to save.
-        with transaction.atomic(using=alias), connection.cursor() as cursor:
-            for shared, calls in groups:
-                sql = _sqlite_shared_sql(connection, shared)
-                if sql is None:
-                    cursor.executemany(_insert_sql(connection), _rows(shared, calls))
-                else:
-                    cursor.executemany(sql, calls)
-        return
-    rows = [row for shared, calls in groups for row in _rows(shared, calls)]
-    if len(rows) <= ROWS_PER_STATEMENT:
-        _insert(alias, rows)
-        return
-    with transaction.atomic(using=alias):
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            _insert(alias, rows[start : start + ROWS_PER_STATEMENT])
+    copy = _can_copy(connection)
+    enqueued: list[results.TaskResult[Any]] = []
+    with transaction.atomic(using=alias), _writer(alias, count, copy=copy) as write:
+        for prepared in chunks:
+            write(_group(connection, backend_name, prepared, as_text=copy))
+            enqueued.extend(result for result, _ in prepared)
+    return enqueued
+
+
+@contextlib.contextmanager
+def _writer(alias: str, count: int, *, copy: bool) -> Iterator[Callable[[Groups], None]]:
+    """Yield a function that writes groups of rows with one cursor, the fastest way here.
+
+    PostgreSQL: one `COPY` for all `count` rows. SQLite: one INSERT per group, reading
+    its rows from a JSON text (see `_sqlite_json_sql`). MariaDB and MySQL: one
+    multi-row INSERT per 500 rows.
+    """
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if copy:
+            with _copy(connection, cursor, count) as copier:
+                write_row = copier.write_row
+
+                def copy_rows(groups: Groups) -> None:
+                    for shared, calls in groups:
+                        for row in _rows(shared, calls):
+                            write_row(row)
+
+                yield copy_rows
+        elif connection.vendor == "sqlite":
+
+            def insert_from_json(groups: Groups) -> None:
+                for shared, calls in groups:
+                    sql = _sqlite_json_sql(connection, shared)
+                    if sql is None or sum(len(data) for _, data in calls) > SQLITE_JSON_LIMIT:
+                        cursor.executemany(_insert_sql(connection), _rows(shared, calls))
+                    else:
+                        cursor.execute(sql, [orjson.dumps(calls).decode()])
+
+            yield insert_from_json
+        else:
+
+            def insert_rows(groups: Groups) -> None:
+                rows = [row for shared, calls in groups for row in _rows(shared, calls)]
+                for start in range(0, len(rows), ROWS_PER_STATEMENT):
+                    some = rows[start : start + ROWS_PER_STATEMENT]
+                    params = [value for row in some for value in row]
+                    cursor.execute(_insert_sql(connection, len(some)), params)
+
+            yield insert_rows
 
 
 Shared = tuple[Any, ...]
 """The columns but `id` and `args_kwargs`, in `COLUMNS` order, as adapted for the database."""
 Calls = list[tuple[Any, str]]
 """The `(id, args_kwargs)` of each call that shares them."""
+Groups = list[tuple[Shared, Calls]]
 
 
 def _group(
@@ -91,7 +142,7 @@ def _group(
     enqueued: Sequence[tuple[results.TaskResult[Any], bytes | str]],
     *,
     as_text: bool,
-) -> list[tuple[Shared, Calls]]:
+) -> Groups:
     """Group the calls by the columns they share: one group per task and enqueue time."""
     fields = fields_by_name()
     native_uuid = connection.features.has_native_uuid_field
@@ -154,12 +205,15 @@ def _rows(shared: Shared, calls: Calls) -> list[tuple[Any, ...]]:
     return [(result_id, *head, data, *tail) for result_id, data in calls]
 
 
-def _sqlite_shared_sql(connection: Any, shared: Shared) -> str | None:
-    """Return an INSERT of `(id, args_kwargs)` with the shared columns as literals.
+def _sqlite_json_sql(connection: Any, shared: Shared) -> str | None:
+    """Return an INSERT of the `[id, args_kwargs]` pairs in a JSON array, one per row.
 
-    None if a shared value has no plain literal form (only text without NUL, whole
-    numbers and NULL are written inline), for the caller to bind every column. Text
-    doubles its quotes for SQLite and its percent signs for Django's placeholders.
+    The shared columns are literals in the statement: the database reads the rows from
+    one bound text with `json_each`, in one step and without Python, which takes a
+    quarter less time per row than binding them row by row. None if a shared value has
+    no plain literal form (only text without NUL, whole numbers and NULL are written
+    inline), for the caller to bind every column. Text doubles its quotes for SQLite
+    and its percent signs for Django's placeholders.
     """
     literals = []
     for value in shared:
@@ -172,8 +226,9 @@ def _sqlite_shared_sql(connection: Any, shared: Shared) -> str | None:
         else:
             return None
     table, columns = _table_and_columns(connection)
-    values = ", ".join(["%s", *literals[:8], "%s", *literals[8:]])
-    return f"INSERT INTO {table} ({columns}) VALUES ({values})"
+    row_id, data = "json_extract(value, '$[0]')", "json_extract(value, '$[1]')"
+    values = ", ".join([row_id, *literals[:8], data, *literals[8:]])
+    return f"INSERT INTO {table} ({columns}) SELECT {values} FROM json_each(%s)"
 
 
 def _retry(fields: dict[str, Field[Any, Any]], connection: Any, task: Any, *, as_text: bool) -> Any:
@@ -215,23 +270,21 @@ def _can_copy(connection: Any) -> bool:
     return bool(is_psycopg3)
 
 
-def _copy(alias: str, rows: list[tuple[Any, ...]]) -> None:
-    """Load any number of rows with one `COPY ... FROM STDIN`, PostgreSQL's bulk path.
+@contextlib.contextmanager
+def _copy(connection: Any, cursor: Any, count: int) -> Iterator[Any]:
+    """Open one `COPY ... FROM STDIN` for `count` rows, PostgreSQL's bulk path.
 
     Three to four times faster than one INSERT of arrays: Django's client-side binding
     would quote every value into the statement text. `COPY` fires the table's INSERT
     triggers, so workers are still notified. It shows in Django's query log (as
     `CaptureQueriesContext` and the debug toolbar read it) as one statement.
     """
-    connection = connections[alias]
     table, columns = _table_and_columns(connection)
     sql = f"COPY {table} ({columns}) FROM STDIN"
-    with transaction.atomic(using=alias), connection.cursor() as cursor:
-        logged = (
-            cursor.debug_sql(f"{sql} -- {len(rows)} rows")
-            if isinstance(cursor, CursorDebugWrapper)
-            else contextlib.nullcontext()
-        )
-        with logged, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
+    logged = (
+        cursor.debug_sql(f"{sql} -- {count} rows")
+        if isinstance(cursor, CursorDebugWrapper)
+        else contextlib.nullcontext()
+    )
+    with logged, connection.wrap_database_errors, cursor.cursor.copy(sql) as copier:
+        yield copier
