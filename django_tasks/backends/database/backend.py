@@ -78,27 +78,29 @@ class DatabaseBackend(BaseTaskBackend):
     def enqueue_prepared_many(
         self, prepared: Sequence[tuple[results.TaskResult[T], bytes | str]]
     ) -> list[results.TaskResult[T]]:
-        """Insert the calls as READY rows: one statement per 500, in one transaction."""
-        now = timezone.now()
-        stamp = self.stamp
-        rows = [(stamp(result, now), data) for result, data in prepared]
-        inserts.insert_ready(self.db_alias(), self.alias, rows)
-        enqueued = [result for result, _ in rows]
+        """Insert the calls as READY rows, in one transaction (see `inserts`)."""
+        if any(result.enqueued_at is None for result, _ in prepared):  # enqueued on commit
+            now, stamp = timezone.now(), self.stamp
+            prepared = [(stamp(result, now), data) for result, data in prepared]
+        inserts.insert_ready(self.db_alias(), self.alias, prepared)
+        enqueued = [result for result, _ in prepared]
         signals.send_enqueued_many(type(self), enqueued)
         return enqueued
 
     def enqueue_calls(
         self, task: Task[Any, T], calls: Sequence[_signatures.Call], now: datetime
     ) -> list[results.TaskResult[T]]:
-        """Validate and insert the calls `inserts.CHUNK` at a time, in one transaction.
+        """Validate and insert the calls, in one transaction.
 
-        The database stores each chunk while the next is validated; if any call is
-        invalid, the transaction rolls back, and `InvalidTask` names every bad call.
+        On PostgreSQL, `inserts.CHUNK` at a time: the server stores each chunk while the
+        next is validated, and if any call is invalid, the transaction rolls back and
+        `InvalidTask` names every bad call. Elsewhere every call is validated first.
         """
-        if len(calls) <= 1:
+        alias = self.db_alias()
+        if len(calls) <= 1 or not inserts.streams(alias):
             return super().enqueue_calls(task, calls, now)
         chunks = self.prepare_in_chunks(task, calls, now, inserts.CHUNK)
-        enqueued = inserts.insert_chunks(self.db_alias(), self.alias, len(calls), chunks)
+        enqueued = inserts.insert_chunks(alias, self.alias, len(calls), chunks)
         signals.send_enqueued_many(type(self), enqueued)
         return enqueued
 

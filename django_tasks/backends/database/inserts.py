@@ -1,9 +1,9 @@
 """The lean INSERT behind every enqueue: no model instances, one statement per batch.
 
 One row: one INSERT. Many rows: PostgreSQL `COPY`, SQLite one INSERT from a JSON array
-per chunk, MariaDB/MySQL one multi-row INSERT per 500 rows; all in one transaction. A bulk
-enqueue writes its calls `CHUNK` at a time as it validates them, so the database
-stores one chunk while Python prepares the next.
+per 1000 rows, MariaDB/MySQL one multi-row INSERT per 500 rows; all in one transaction.
+On PostgreSQL a bulk enqueue writes its calls `CHUNK` at a time as it validates them,
+so the server stores one chunk while Python prepares the next.
 
 The calls of one bulk enqueue differ only in their id and arguments: every other
 column is worked out once per task and enqueue time. On SQLite those shared columns
@@ -46,7 +46,7 @@ COLUMNS = (
 )
 ROWS_PER_STATEMENT = 500
 CHUNK = 2 * ROWS_PER_STATEMENT
-"""Calls a bulk enqueue validates, then writes, at a time (whole MariaDB statements)."""
+"""Calls a PostgreSQL bulk enqueue validates, then writes, at a time; rows per SQLite INSERT."""
 SQLITE_JSON_LIMIT = 16 * 1024 * 1024
 """Characters of arguments above which SQLite binds a chunk's rows one by one instead
 of as one JSON text, which must stay under SQLite's length limit (1e9 by default)."""
@@ -55,6 +55,12 @@ READY = results.TaskResultStatus.READY.value
 
 Prepared = tuple[results.TaskResult[Any], bytes | str]
 """A validated call: its READY result and its JSON payload."""
+Shared = tuple[Any, ...]
+"""The columns but `id` and `args_kwargs`, in `COLUMNS` order, as adapted for the database."""
+Calls = list[tuple[Any, str]]
+"""The `(id, args_kwargs)` of each call that shares them."""
+Groups = list[tuple[Shared, Calls]]
+"""The calls of a chunk by the columns they share."""
 
 
 def insert_ready(alias: str, backend_name: str, enqueued: Sequence[Prepared]) -> None:
@@ -66,14 +72,25 @@ def insert_ready(alias: str, backend_name: str, enqueued: Sequence[Prepared]) ->
         _insert(alias, _rows(shared, calls))
 
 
+def streams(alias: str) -> bool:
+    """Tell whether `insert_chunks` stores a chunk while the next is prepared here.
+
+    Only PostgreSQL's `COPY` does: it stores rows in the server's process while Python
+    goes on. SQLite stores them in this process, and MariaDB answers each statement
+    before the next, so there a bulk enqueue prepares every call first and writes
+    after, with the garbage collector paused once, not once per chunk.
+    """
+    return _can_copy(connections[alias])
+
+
 def insert_chunks(
     alias: str, backend_name: str, count: int, chunks: Iterable[Sequence[Prepared]]
 ) -> list[results.TaskResult[Any]]:
     """Insert the READY rows of `count` calls given chunk by chunk, in one transaction.
 
-    Each chunk is written as soon as `chunks` yields it, so PostgreSQL stores one chunk
-    while the caller prepares the next. If `chunks` raises, the transaction rolls back
-    and nothing is stored. Return the results, in order.
+    Each chunk is written as soon as `chunks` yields it (see `streams`). If `chunks`
+    raises, the transaction rolls back and nothing is stored. Return the results, in
+    order.
     """
     connection = connections[alias]
     # COPY reads JSON columns as text: no per-row JSON adapter.
@@ -90,8 +107,8 @@ def insert_chunks(
 def _writer(alias: str, count: int, *, copy: bool) -> Iterator[Callable[[Groups], None]]:
     """Yield a function that writes groups of rows with one cursor, the fastest way here.
 
-    PostgreSQL: one `COPY` for all `count` rows. SQLite: one INSERT per group, reading
-    its rows from a JSON text (see `_sqlite_json_sql`). MariaDB and MySQL: one
+    PostgreSQL: one `COPY` for all `count` rows. SQLite: one INSERT per `CHUNK` rows,
+    reading them from a JSON text (see `_sqlite_json_sql`). MariaDB and MySQL: one
     multi-row INSERT per 500 rows.
     """
     connection = connections[alias]
@@ -111,10 +128,12 @@ def _writer(alias: str, count: int, *, copy: bool) -> Iterator[Callable[[Groups]
             def insert_from_json(groups: Groups) -> None:
                 for shared, calls in groups:
                     sql = _sqlite_json_sql(connection, shared)
-                    if sql is None or sum(len(data) for _, data in calls) > SQLITE_JSON_LIMIT:
-                        cursor.executemany(_insert_sql(connection), _rows(shared, calls))
-                    else:
-                        cursor.execute(sql, [orjson.dumps(calls).decode()])
+                    for start in range(0, len(calls), CHUNK):
+                        some = calls[start : start + CHUNK]
+                        if sql is None or sum(len(data) for _, data in some) > SQLITE_JSON_LIMIT:
+                            cursor.executemany(_insert_sql(connection), _rows(shared, some))
+                        else:
+                            cursor.execute(sql, [orjson.dumps(some).decode()])
 
             yield insert_from_json
         else:
@@ -129,17 +148,10 @@ def _writer(alias: str, count: int, *, copy: bool) -> Iterator[Callable[[Groups]
             yield insert_rows
 
 
-Shared = tuple[Any, ...]
-"""The columns but `id` and `args_kwargs`, in `COLUMNS` order, as adapted for the database."""
-Calls = list[tuple[Any, str]]
-"""The `(id, args_kwargs)` of each call that shares them."""
-Groups = list[tuple[Shared, Calls]]
-
-
 def _group(
     connection: Any,
     backend_name: str,
-    enqueued: Sequence[tuple[results.TaskResult[Any], bytes | str]],
+    enqueued: Sequence[Prepared],
     *,
     as_text: bool,
 ) -> Groups:
@@ -243,10 +255,17 @@ def _retry(fields: dict[str, Field[Any, Any]], connection: Any, task: Any, *, as
 
 def _table_and_columns(connection: Any) -> tuple[str, str]:
     """Return the quoted table name and the quoted list of the columns an enqueue writes."""
-    quote = connection.ops.quote_name
-    fields = fields_by_name()
-    columns = ", ".join(quote(str(fields[name].column)) for name in COLUMNS)
-    return quote(DBTaskResult._meta.db_table), columns
+    quoted = _quoted.get(connection.vendor)
+    if quoted is None:
+        quote = connection.ops.quote_name
+        fields = fields_by_name()
+        columns = ", ".join(quote(str(fields[name].column)) for name in COLUMNS)
+        quoted = _quoted[connection.vendor] = (quote(DBTaskResult._meta.db_table), columns)
+    return quoted
+
+
+_quoted: dict[str, tuple[str, str]] = {}
+"""`_table_and_columns` by database vendor: every single enqueue needs it."""
 
 
 def _insert_sql(connection: Any, rows: int = 1) -> str:
