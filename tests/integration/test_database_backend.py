@@ -449,8 +449,20 @@ def test_enqueue_many__no_calls_store_nothing(backend):
 
 
 # Quotes and Django's placeholder characters: SQLite writes a bulk enqueue's shared
-# columns into the statement as literals, which must keep them as they are.
-AWKWARD = "it's 50%s %% o'clock"
+# columns into the statement as literals, which must keep them as they are; backslashes
+# and line breaks, which PostgreSQL's COPY text escapes.
+AWKWARD = "it's 50%s %% o'clock \\N \\ \t\r\n"
+AWKWARD_TEXT = 'a "quoted" \\ back\\slash, \\N, tab\t, breaks\r\n, and é ✓'
+
+
+def test_enqueue_many__stores_arguments_as_a_single_enqueue_does(backend):
+    task = on_database(tasks.fails)
+
+    [single] = stored_rows([task.enqueue(AWKWARD_TEXT)])
+    many = stored_rows(task.enqueue_many([task.arguments(AWKWARD_TEXT)] * 3))
+
+    assert [row["args_kwargs"] for row in many] == [single["args_kwargs"]] * 3
+    assert json.loads(single["args_kwargs"]) == {"args": [AWKWARD_TEXT], "kwargs": {}}
 
 
 def stored_rows(results: list[Any]) -> list[dict[str, Any]]:
