@@ -326,7 +326,7 @@ class TaskSignature:
                 return data
             # Every keyword names a parameter that takes one, and none was passed
             # positionally: what the loop below would do, in two set operations.
-            if kwargs.keys() <= self.keyword and data.keys().isdisjoint(kwargs):
+            if self.keyword.issuperset(kwargs) and data.keys().isdisjoint(kwargs):
                 data.update(kwargs)
                 return data
         if len(args) > len(names) and self.var_positional is None:
@@ -445,10 +445,10 @@ class TaskSignature:
         bound, problems = self.try_bind_calls(calls)
         if problems:
             raise calls_invalid(self.task_path, problems)
-        return bound
+        return typing.cast(list[BoundCall], bound)
 
-    def try_bind_calls(self, calls: Sequence[Call]) -> tuple[list[BoundCall], list[Problem]]:
-        """Return `bind_calls`'s result and no problems, or no calls and the bad ones by index."""
+    def try_bind_calls(self, calls: Sequence[Call]) -> tuple[list[BoundCall | None], list[Problem]]:
+        """Return each call bound as `bind_calls` does, None for a bad one, and the problems."""
         models = self._models or self.build()
         names, bind = self.positional, self._bind
         count = len(names)
@@ -467,7 +467,8 @@ class TaskSignature:
         except (exceptions.InvalidTask, ValidationError, PydanticSerializationError):
             # One call or more is bad: validate each alone to say which, and why.
             return self._bind_each(calls)
-        return self._split_calls(calls, validated, dumped, models.may_hold_nan), []
+        bound = self._split_calls(calls, validated, dumped, models.may_hold_nan)
+        return typing.cast(list[BoundCall | None], bound), []
 
     def _split_calls(
         self,
@@ -493,15 +494,16 @@ class TaskSignature:
             append(_new_bound(BoundCall, (list(values.values()), {}, payload, may_hold_nan)))
         return bound
 
-    def _bind_each(self, calls: Sequence[Call]) -> tuple[list[BoundCall], list[Problem]]:
-        bound: list[BoundCall] = []
+    def _bind_each(self, calls: Sequence[Call]) -> tuple[list[BoundCall | None], list[Problem]]:
+        bound: list[BoundCall | None] = []
         problems: list[Problem] = []
         for index, (args, kwargs) in enumerate(calls):
             try:
                 bound.append(self.bind_call(args, kwargs))
             except exceptions.InvalidTask as error:
+                bound.append(None)
                 problems.append((index, error))
-        return ([], problems) if problems else (bound, [])
+        return bound, problems
 
     def _refuse_unfaithful_many(
         self, validated: list[dict[str, Any]], names: tuple[str, ...]

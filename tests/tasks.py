@@ -219,6 +219,16 @@ def takes_run_or_key(run: Run | int) -> None:
     """Not decorated here: a Run travels as its primary key, like an int."""
 
 
+def _known_run(value: int) -> int:
+    Run.objects.filter(pk=value).exists()  # a validator that queries the database
+    return value
+
+
+@task
+def checks_the_database(value: Annotated[int, AfterValidator(_known_run)]) -> int:
+    return value
+
+
 def _picky(value: int) -> int:
     raise KeyError(value)  # a validator that fails in an unexpected way
 

@@ -8,6 +8,7 @@ import functools
 import gc
 import inspect
 import threading
+import typing
 from abc import ABCMeta, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -217,48 +218,17 @@ class BaseTaskBackend(metaclass=ABCMeta):
         `collection_paused`).
         """
         task = self._resolve(_interop.as_task(task))
-        calls = list(calls)
-        if not self._enqueues_on_commit(task):
-            return self.enqueue_calls(task, calls, timezone.now())
+        calls = list(calls)  # the caller's generator runs here, outside the pause
+        on_commit = self._enqueues_on_commit(task)
         with collection_paused():
-            prepared = self._prepare_calls(task, calls, None)
+            prepared = self._prepare_calls(task, calls, None if on_commit else timezone.now())
+        if not on_commit:
+            return self.enqueue_prepared_many(prepared)
         transaction.on_commit(
             functools.partial(self.enqueue_prepared_many, prepared),
             using=self.transaction_alias(),
         )
         return [result for result, _ in prepared]
-
-    def enqueue_calls(
-        self, task: Task[Any, T], calls: Sequence[_signatures.Call], now: datetime
-    ) -> list[results.TaskResult[T]]:
-        """Validate calls of a resolved `task` and enqueue them now, enqueued at `now`.
-
-        `enqueue_many` without `enqueue_on_commit`. This one validates every call, then
-        passes them to `enqueue_prepared_many`; a backend that can store calls while it
-        validates the next ones overrides it, with `prepare_in_chunks`.
-        """
-        with collection_paused():
-            prepared = self._prepare_calls(task, calls, now)
-        return self.enqueue_prepared_many(prepared)
-
-    def prepare_in_chunks(
-        self, task: Task[Any, T], calls: Sequence[_signatures.Call], now: datetime, size: int
-    ) -> Iterator[list[tuple[results.TaskResult[T], bytes | str]]]:
-        """Yield the calls validated and encoded, `size` at a time, enqueued at `now`.
-
-        Once a call is invalid, nothing more is yielded, but every later call is still
-        validated; then `InvalidTask` names each bad call by its index. A backend that
-        stores chunks as they come must do so in a transaction that this rolls back.
-        """
-        problems: list[_signatures.Problem] = []
-        for start in range(0, len(calls), size):
-            with collection_paused():
-                prepared, found = self._try_prepare_calls(task, calls[start : start + size], now)
-            problems.extend((start + index, error) for index, error in found)
-            if not problems:
-                yield prepared
-        if problems:
-            raise _signatures.calls_invalid(task.module_path, problems)
 
     def _prepare_calls(
         self,
@@ -266,32 +236,29 @@ class BaseTaskBackend(metaclass=ABCMeta):
         calls: Sequence[_signatures.Call],
         enqueued_at: datetime | None,
     ) -> list[tuple[results.TaskResult[T], bytes | str]]:
-        prepared, problems = self._try_prepare_calls(task, calls, enqueued_at)
-        if problems:
-            raise _signatures.calls_invalid(task.module_path, problems)
-        return prepared
+        """Validate and encode calls; if any is bad, raise `InvalidTask` naming each one.
 
-    def _try_prepare_calls(
-        self,
-        task: Task[Any, T],
-        calls: Sequence[_signatures.Call],
-        enqueued_at: datetime | None,
-    ) -> tuple[list[tuple[results.TaskResult[T], bytes | str]], list[_signatures.Problem]]:
+        A call that fails validation and another that JSON cannot hold are both named.
+        """
+        path = task.module_path
         bound_calls, problems = task.signature.try_bind_calls(calls)
         if problems:
-            return [], problems
-        encoded, problems = _serialization.dumps_calls(
-            task.module_path, bound_calls, self.serializer
-        )
-        if problems:
-            return [], problems
-        ids = self.new_result_ids(len(bound_calls))
+            good = [(index, bound) for index, bound in enumerate(bound_calls) if bound is not None]
+            _, unencodable = _serialization.dumps_calls(
+                path, [bound for _, bound in good], self.serializer
+            )
+            problems.extend((good[index][0], error) for index, error in unencodable)
+            raise _signatures.calls_invalid(path, sorted(problems, key=_first))
+        bound = typing.cast(list[_signatures.BoundCall], bound_calls)
+        encoded, unencodable = _serialization.dumps_calls(path, bound, self.serializer)
+        if unencodable:
+            raise _signatures.calls_invalid(path, unencodable)
+        ids = self.new_result_ids(len(bound))
         ready_result, alias = results.ready_result, self.alias
-        prepared = [
-            (ready_result(task, result_id, bound.args, bound.kwargs, alias, enqueued_at), data)
-            for bound, result_id, data in zip(bound_calls, ids, encoded, strict=True)
+        return [
+            (ready_result(task, result_id, call.args, call.kwargs, alias, enqueued_at), data)
+            for call, result_id, data in zip(bound, ids, encoded, strict=True)
         ]
-        return prepared, []
 
     def enqueue_prepared_many(
         self, prepared: Sequence[tuple[results.TaskResult[T], bytes | str]]
@@ -348,6 +315,10 @@ class BaseTaskBackend(metaclass=ABCMeta):
     def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
         """Return system-check messages about this backend's configuration."""
         return []
+
+
+def _first(problem: _signatures.Problem) -> int:
+    return problem[0]
 
 
 _pause_lock = threading.Lock()

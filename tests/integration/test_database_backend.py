@@ -416,26 +416,41 @@ def test_enqueue_many__inserts_in_one_statement_per_500_rows_or_fewer(backend):
     assert sorted(r.refresh().return_value for r in results) == sorted(2 * n for n in range(1200))
 
 
-def test_enqueue_many__a_bad_call_in_a_later_chunk_stores_none(backend):
+def test_enqueue_many__a_validator_may_query_the_database(backend):
+    # Nothing of the project runs while a statement holds the connection (an open COPY
+    # held it, and a validator's query waited for it for good).
+    def hung(signum: int, frame: Any) -> None:
+        raise TimeoutError("enqueue_many waited 30 s: a query waited for the connection")
+
+    task = on_database(tasks.checks_the_database)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        results = task.enqueue_many(task.arguments(n) for n in range(1500))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+    assert DBTaskResult.objects.count() == len(results) == 1500
+
+
+def test_enqueue_many__bad_calls_store_none_and_name_each(backend):
     from django.db import transaction
 
-    task = on_database(tasks.add)
-    calls = [task.arguments(n, n) for n in range(2 * inserts.CHUNK + 500)]
-    calls[inserts.CHUNK + 500] = task.arguments("x", 1)  # type: ignore[arg-type]
-    calls[2 * inserts.CHUNK + 400] = task.arguments(1, "y")  # type: ignore[arg-type]
+    task = on_database(tasks.fails)
+    calls = [task.arguments(str(n)) for n in range(2500)]
+    calls[1500] = task.arguments(1)  # type: ignore[arg-type]
+    calls[2400] = task.arguments("\x00")  # JSON would store it, but not PostgreSQL text
 
     with transaction.atomic():
         Run.objects.create(key="before", pid=0)
         with pytest.raises(django_tasks.InvalidTaskError) as caught:
             task.enqueue_many(calls)
         # The connection is usable, and the outer transaction goes on.
-        after = task.enqueue(1, 2)
+        after = task.enqueue("after")
 
-    assert str(caught.value).startswith("2 of the calls to task 'tests.tasks.add' are invalid")
-    assert [error["loc"][:2] for error in caught.value.errors] == [
-        ("call", inserts.CHUNK + 500),
-        ("call", 2 * inserts.CHUNK + 400),
-    ]
+    assert str(caught.value).startswith("2 of the calls to task 'tests.tasks.fails' are invalid")
+    assert [error["loc"][:2] for error in caught.value.errors] == [("call", 1500), ("call", 2400)]
     assert list(DBTaskResult.objects.values_list("id", flat=True)) == [uuid.UUID(after.id)]
     assert Run.objects.filter(key="before").exists()
 

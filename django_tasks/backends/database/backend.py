@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.apps import apps
@@ -16,7 +15,7 @@ from django.db import connections, router
 from django.utils import timezone
 from pydantic import Field
 
-from django_tasks import _serialization, _signatures, exceptions, results, signals
+from django_tasks import _serialization, exceptions, results, signals
 from django_tasks.backends.base import BackendOptions, BaseTaskBackend
 from django_tasks.backends.database import inserts
 from django_tasks.retries import RetryPolicy
@@ -84,23 +83,6 @@ class DatabaseBackend(BaseTaskBackend):
             prepared = [(stamp(result, now), data) for result, data in prepared]
         inserts.insert_ready(self.db_alias(), self.alias, prepared)
         enqueued = [result for result, _ in prepared]
-        signals.send_enqueued_many(type(self), enqueued)
-        return enqueued
-
-    def enqueue_calls(
-        self, task: Task[Any, T], calls: Sequence[_signatures.Call], now: datetime
-    ) -> list[results.TaskResult[T]]:
-        """Validate and insert the calls, in one transaction.
-
-        On PostgreSQL, `inserts.CHUNK` at a time: the server stores each chunk while the
-        next is validated, and if any call is invalid, the transaction rolls back and
-        `InvalidTask` names every bad call. Elsewhere every call is validated first.
-        """
-        alias = self.db_alias()
-        if len(calls) <= 1 or not inserts.streams(alias):
-            return super().enqueue_calls(task, calls, now)
-        chunks = self.prepare_in_chunks(task, calls, now, inserts.CHUNK)
-        enqueued = inserts.insert_chunks(alias, self.alias, len(calls), chunks)
         signals.send_enqueued_many(type(self), enqueued)
         return enqueued
 

@@ -2,8 +2,6 @@
 
 One row: one INSERT. Many rows: PostgreSQL `COPY`, SQLite one INSERT from a JSON array
 per 1000 rows, MariaDB/MySQL one multi-row INSERT per 500 rows; all in one transaction.
-On PostgreSQL a bulk enqueue writes its calls `CHUNK` at a time as it validates them,
-so the server stores one chunk while Python prepares the next.
 
 The calls of one bulk enqueue differ only in their id and arguments: every other
 column is worked out once per task and enqueue time. On SQLite those shared columns
@@ -14,7 +12,7 @@ JSON text: a bulk INSERT there costs about half of binding thirteen values per r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,7 +44,7 @@ COLUMNS = (
 )
 ROWS_PER_STATEMENT = 500
 CHUNK = 2 * ROWS_PER_STATEMENT
-"""Calls a PostgreSQL bulk enqueue validates, then writes, at a time; rows per SQLite INSERT."""
+"""Rows per SQLite INSERT (read from one JSON text); two MariaDB statements."""
 SQLITE_JSON_LIMIT = 16 * 1024 * 1024
 """Characters of arguments above which SQLite binds a chunk's rows one by one instead
 of as one JSON text, which must stay under SQLite's length limit (1e9 by default)."""
@@ -60,95 +58,51 @@ Shared = tuple[Any, ...]
 Calls = list[tuple[Any, str]]
 """The `(id, args_kwargs)` of each call that shares them."""
 Groups = list[tuple[Shared, Calls]]
-"""The calls of a chunk by the columns they share."""
+"""The calls of a bulk enqueue by the columns they share."""
 
 
 def insert_ready(alias: str, backend_name: str, enqueued: Sequence[Prepared]) -> None:
-    """Insert one READY row per enqueued call, each field adapted as the ORM would."""
-    if len(enqueued) > 1:
-        insert_chunks(alias, backend_name, len(enqueued), [enqueued])
-    elif enqueued:
-        [(shared, calls)] = _group(connections[alias], backend_name, enqueued, as_text=False)
+    """Insert one READY row per enqueued call, each field adapted as the ORM would.
+
+    The calls are validated and encoded before: no code of the project (a validator, a
+    serializer) runs while a statement, such as an open `COPY`, holds the connection.
+    """
+    connection = connections[alias]
+    if len(enqueued) == 1:
+        [(shared, calls)] = _group(connection, backend_name, enqueued, as_text=False)
         _insert(alias, _rows(shared, calls))
+    elif enqueued:
+        # COPY reads JSON columns as text: no per-row JSON adapter.
+        copy = _can_copy(connection)
+        groups = _group(connection, backend_name, enqueued, as_text=copy)
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            if copy:
+                _copy(connection, cursor, groups, len(enqueued))
+            elif connection.vendor == "sqlite":
+                _insert_from_json(connection, cursor, groups)
+            else:
+                _insert_rows(connection, cursor, groups)
 
 
-def streams(alias: str) -> bool:
-    """Tell whether `insert_chunks` stores a chunk while the next is prepared here.
-
-    Only PostgreSQL's `COPY` does: it stores rows in the server's process while Python
-    goes on. SQLite stores them in this process, and MariaDB answers each statement
-    before the next, so there a bulk enqueue prepares every call first and writes
-    after, with the garbage collector paused once, not once per chunk.
-    """
-    return _can_copy(connections[alias])
-
-
-def insert_chunks(
-    alias: str, backend_name: str, count: int, chunks: Iterable[Sequence[Prepared]]
-) -> list[results.TaskResult[Any]]:
-    """Insert the READY rows of `count` calls given chunk by chunk, in one transaction.
-
-    Each chunk is written as soon as `chunks` yields it (see `streams`). If `chunks`
-    raises, the transaction rolls back and nothing is stored. Return the results, in
-    order.
-    """
-    connection = connections[alias]
-    # COPY reads JSON columns as text: no per-row JSON adapter.
-    copy = _can_copy(connection)
-    enqueued: list[results.TaskResult[Any]] = []
-    with transaction.atomic(using=alias), _writer(alias, count, copy=copy) as write:
-        for prepared in chunks:
-            write(_group(connection, backend_name, prepared, as_text=copy))
-            enqueued.extend(result for result, _ in prepared)
-    return enqueued
+def _insert_from_json(connection: Any, cursor: Any, groups: Groups) -> None:
+    """SQLite: one INSERT per `CHUNK` rows, reading them from a JSON text."""
+    for shared, calls in groups:
+        sql = _sqlite_json_sql(connection, shared)
+        for start in range(0, len(calls), CHUNK):
+            some = calls[start : start + CHUNK]
+            if sql is None or sum(len(data) for _, data in some) > SQLITE_JSON_LIMIT:
+                cursor.executemany(_insert_sql(connection), _rows(shared, some))
+            else:
+                cursor.execute(sql, [orjson.dumps(some).decode()])
 
 
-@contextlib.contextmanager
-def _writer(alias: str, count: int, *, copy: bool) -> Iterator[Callable[[Groups], None]]:
-    """Yield a function that writes groups of rows with one cursor, the fastest way here.
-
-    PostgreSQL: one `COPY` for all `count` rows. SQLite: one INSERT per `CHUNK` rows,
-    reading them from a JSON text (see `_sqlite_json_sql`). MariaDB and MySQL: one
-    multi-row INSERT per 500 rows.
-    """
-    connection = connections[alias]
-    with connection.cursor() as cursor:
-        if copy:
-            with _copy(connection, cursor, count) as copier:
-
-                def copy_rows(groups: Groups) -> None:
-                    for shared, calls in groups:
-                        text = _copy_text(shared, calls)
-                        if text is None:
-                            for row in _rows(shared, calls):
-                                copier.write_row(row)
-                        else:
-                            copier.write(text)
-
-                yield copy_rows
-        elif connection.vendor == "sqlite":
-
-            def insert_from_json(groups: Groups) -> None:
-                for shared, calls in groups:
-                    sql = _sqlite_json_sql(connection, shared)
-                    for start in range(0, len(calls), CHUNK):
-                        some = calls[start : start + CHUNK]
-                        if sql is None or sum(len(data) for _, data in some) > SQLITE_JSON_LIMIT:
-                            cursor.executemany(_insert_sql(connection), _rows(shared, some))
-                        else:
-                            cursor.execute(sql, [orjson.dumps(some).decode()])
-
-            yield insert_from_json
-        else:
-
-            def insert_rows(groups: Groups) -> None:
-                rows = [row for shared, calls in groups for row in _rows(shared, calls)]
-                for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                    some = rows[start : start + ROWS_PER_STATEMENT]
-                    params = [value for row in some for value in row]
-                    cursor.execute(_insert_sql(connection, len(some)), params)
-
-            yield insert_rows
+def _insert_rows(connection: Any, cursor: Any, groups: Groups) -> None:
+    """MariaDB and MySQL (and PostgreSQL without psycopg 3): one INSERT per 500 rows."""
+    rows = [row for shared, calls in groups for row in _rows(shared, calls)]
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        some = rows[start : start + ROWS_PER_STATEMENT]
+        params = [value for row in some for value in row]
+        cursor.execute(_insert_sql(connection, len(some)), params)
 
 
 def _group(
@@ -325,9 +279,8 @@ def _can_copy(connection: Any) -> bool:
     return bool(is_psycopg3)
 
 
-@contextlib.contextmanager
-def _copy(connection: Any, cursor: Any, count: int) -> Iterator[Any]:
-    """Open one `COPY ... FROM STDIN` for `count` rows, PostgreSQL's bulk path.
+def _copy(connection: Any, cursor: Any, groups: Groups, count: int) -> None:
+    """Load the rows with one `COPY ... FROM STDIN`, PostgreSQL's bulk path.
 
     Three to four times faster than one INSERT of arrays: Django's client-side binding
     would quote every value into the statement text. `COPY` fires the table's INSERT
@@ -342,4 +295,10 @@ def _copy(connection: Any, cursor: Any, count: int) -> Iterator[Any]:
         else contextlib.nullcontext()
     )
     with logged, connection.wrap_database_errors, cursor.cursor.copy(sql) as copier:
-        yield copier
+        for shared, calls in groups:
+            text = _copy_text(shared, calls)
+            if text is None:
+                for row in _rows(shared, calls):
+                    copier.write_row(row)
+            else:
+                copier.write(text)
