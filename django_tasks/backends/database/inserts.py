@@ -6,7 +6,8 @@ per 1000 rows, MariaDB/MySQL one multi-row INSERT per 500 rows; all in one trans
 The calls of one bulk enqueue differ only in their id and arguments: every other
 column is worked out once per task and enqueue time. On SQLite those shared columns
 are written into the statement as literals, and the ids and arguments travel as one
-JSON text: a bulk INSERT there costs about half of binding thirteen values per row.
+JSON text: a bulk INSERT there costs about half of binding thirteen values per row. On
+PostgreSQL they are formatted once into the text that `COPY` reads.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ COLUMNS = (
     "worker_ids",
 )
 ROWS_PER_STATEMENT = 500
-CHUNK = 2 * ROWS_PER_STATEMENT
-"""Rows per SQLite INSERT (read from one JSON text); two MariaDB statements."""
+"""Rows per multi-row INSERT on MariaDB and MySQL."""
+CHUNK = 1000
+"""Rows per SQLite INSERT, read from one JSON text."""
 SQLITE_JSON_LIMIT = 16 * 1024 * 1024
 """Characters of arguments above which SQLite binds a chunk's rows one by one instead
 of as one JSON text, which must stay under SQLite's length limit (1e9 by default)."""
