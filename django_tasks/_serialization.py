@@ -100,11 +100,9 @@ def dumps_calls(
             except (TypeError, ValueError):
                 pass
             else:
-                if type(data) is bytes:
-                    usual = b"\\u0000" not in data
-                else:
-                    usual = isinstance(data, str) and "\\u0000" not in data and data.isascii()
-                if usual:
+                # Non-ASCII text needs `_encode`'s surrogate check: `dumps_call` runs it.
+                usual = type(data) is bytes or data.isascii()
+                if usual and not _has_nul_escape(data):
                     encoded.append(data)
                     continue
         try:

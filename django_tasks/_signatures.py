@@ -15,7 +15,6 @@ import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple, NotRequired, Union
 
 import pydantic
@@ -172,8 +171,6 @@ class BoundCall(NamedTuple):
 
 
 _new_bound = tuple.__new__
-_FAITHFUL_ZONES = (None, UTC)
-"""A datetime in one of these time zones (naive, or UTC) comes back from JSON unchanged."""
 
 
 class _Models:
@@ -505,34 +502,27 @@ class TaskSignature:
                 problems.append((index, error))
         return bound, problems
 
+    def _refuse_unfaithful(self, validated: dict[str, Any], names: tuple[str, ...]) -> None:
+        self._refuse_unfaithful_many([validated], names)
+
     def _refuse_unfaithful_many(
         self, validated: list[dict[str, Any]], names: tuple[str, ...]
     ) -> None:
-        """Run `_refuse_unfaithful` on each call whose values are not all plain scalars."""
-        scalars, find_unfaithful = _fidelity.SCALARS, _fidelity.find_unfaithful
+        """Raise `InvalidTask` for the first value JSON would change, in any of the calls."""
+        scalars, is_faithful_datetime = _fidelity.SCALARS, _fidelity.is_faithful_datetime
         for values in validated:
             for name in names:
-                value: Any = values.get(name)  # absent: not passed, the default stays
-                kind = type(value)
-                if kind in scalars or (kind is datetime and value.tzinfo in _FAITHFUL_ZONES):
+                value = values.get(name)  # absent: not passed, the default stays
+                if type(value) in scalars or is_faithful_datetime(value):
                     continue
-                if find_unfaithful(value, name) is not None:
-                    self._refuse_unfaithful(values, names)
-
-    def _refuse_unfaithful(self, validated: dict[str, Any], names: tuple[str, ...]) -> None:
-        scalars = _fidelity.SCALARS
-        for name in names:
-            value = validated.get(name)  # absent: not passed, the default stays
-            if type(value) in scalars or _fidelity.is_faithful_datetime(value):
-                continue
-            problem = _fidelity.find_unfaithful(value, name)
-            if problem is None:
-                continue
-            raise exceptions.InvalidTask(
-                f"Invalid arguments for task '{self.task_path}':\n  - {problem}.",
-                task_path=self.task_path,
-                errors=[{"type": "json", "loc": (), "msg": problem, "input": None}],
-            )
+                problem = _fidelity.find_unfaithful(value, name)
+                if problem is None:
+                    continue
+                raise exceptions.InvalidTask(
+                    f"Invalid arguments for task '{self.task_path}':\n  - {problem}.",
+                    task_path=self.task_path,
+                    errors=[{"type": "json", "loc": (), "msg": problem, "input": None}],
+                )
 
     def load_call(self, payload: Any) -> tuple[list[Any], dict[str, Any]]:
         """Validate a decoded payload leniently, as a worker does, into typed arguments."""

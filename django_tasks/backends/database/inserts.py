@@ -71,8 +71,9 @@ def insert_ready(alias: str, backend_name: str, enqueued: Sequence[Prepared]) ->
     """
     connection = connections[alias]
     if len(enqueued) == 1:
-        [(shared, calls)] = _group(connection, backend_name, enqueued, as_text=False)
-        _insert(alias, _rows(shared, calls))
+        groups = _group(connection, backend_name, enqueued, as_text=False)
+        with connection.cursor() as cursor:
+            _insert_rows(connection, cursor, groups)
     elif enqueued:
         # COPY reads JSON columns as text: no per-row JSON adapter.
         copy = _can_copy(connection)
@@ -99,7 +100,7 @@ def _insert_from_json(connection: Any, cursor: Any, groups: Groups) -> None:
 
 
 def _insert_rows(connection: Any, cursor: Any, groups: Groups) -> None:
-    """MariaDB and MySQL (and PostgreSQL without psycopg 3): one INSERT per 500 rows."""
+    """One INSERT per 500 rows: a single enqueue, MariaDB and MySQL, psycopg 2."""
     rows = [row for shared, calls in groups for row in _rows(shared, calls)]
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         some = rows[start : start + ROWS_PER_STATEMENT]
@@ -283,12 +284,6 @@ def _insert_sql(connection: Any, rows: int = 1) -> str:
     table, columns = _table_and_columns(connection)
     placeholders = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
     return f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * rows)}"
-
-
-def _insert(alias: str, rows: list[tuple[Any, ...]]) -> None:
-    connection = connections[alias]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(connection, len(rows)), [value for row in rows for value in row])
 
 
 def _can_copy(connection: Any) -> bool:
