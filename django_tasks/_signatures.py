@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ from typing import Annotated, Any, NamedTuple, NotRequired, Union
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticSerializationError
 from typing_extensions import TypedDict
 
@@ -183,11 +185,13 @@ class _Models:
 
     __slots__ = (
         "_many",
+        "_rows",
         "ambiguous",
         "arguments",
         "dump_arguments",
         "may_hold_nan",
         "result",
+        "row_types",
         "scan_names",
         "validate_arguments",
     )
@@ -195,6 +199,7 @@ class _Models:
     def __init__(self, func: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
         hints = typing.get_type_hints(func, include_extras=True)
         fields: dict[str, Any] = {}
+        row_types: list[Any] | None = []
         # As written (models not yet replaced by their keys): checked for unions.
         declared = {
             name: _replace_any(hints.get(name, Any))
@@ -204,8 +209,14 @@ class _Models:
             annotation = _instances.replace_models(declared[parameter.name])
             if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
                 annotation = tuple[annotation, ...]  # type: ignore[valid-type]
+                row_types = None
             elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
                 annotation = dict[str, annotation]  # type: ignore[valid-type]
+                row_types = None
+            elif row_types is not None and _renames(annotation):
+                row_types = None
+            elif row_types is not None:
+                row_types.append(annotation)
             if parameter.default is not inspect.Parameter.empty or parameter.kind in (
                 inspect.Parameter.VAR_POSITIONAL,
                 inspect.Parameter.VAR_KEYWORD,
@@ -218,6 +229,11 @@ class _Models:
         adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(arguments)
         self.arguments = arguments
         self._many: pydantic.TypeAdapter[list[Any]] | None = None
+        self._rows: pydantic.TypeAdapter[list[Any]] | None = None
+        self.row_types = None if row_types is None else tuple(row_types)
+        """Each parameter's type in order, when every call that passes them all may be
+        validated as a tuple (`rows`); None when the signature has `*args` or `**kwargs`,
+        or a parameter `Field` that renames or leaves out its value."""
         self.validate_arguments = adapter.validate_python
         self.dump_arguments = adapter.dump_python
         returns = _instances.replace_models(declared["return"])
@@ -238,6 +254,50 @@ class _Models:
         if self._many is None:
             self._many = pydantic.TypeAdapter(list[self.arguments])  # type: ignore[name-defined]
         return self._many
+
+    @property
+    def rows(self) -> pydantic.TypeAdapter[list[Any]]:
+        """Return the validator of a list of calls that each pass every parameter, as tuples.
+
+        Each tuple holds a call's arguments in parameter order. Every position validates
+        and dumps with its parameter's type and the same configuration as `arguments`, so
+        the values are those the `TypedDict` gives, without a dict per call in and out:
+        less than half the time for a bulk enqueue's usual calls.
+        """
+        if self._rows is None:
+            row: Any = types.GenericAlias(tuple, self.row_types)  # tuple[int, str, ...]
+            self._rows = pydantic.TypeAdapter(list[row], config=_CONFIG)
+        return self._rows
+
+
+def _values_of(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """Return a function that gives the values of `names` in a mapping, as a tuple."""
+    if not names:
+        return lambda mapping: ()
+    if len(names) == 1:
+        only = operator.itemgetter(names[0])
+        return lambda mapping: (only(mapping),)
+    return operator.itemgetter(*names)
+
+
+def _renames(annotation: Any) -> bool:
+    """Tell whether `Annotated` gives a parameter a pydantic `Field` that renames or drops it.
+
+    A `TypedDict` key honours an alias or `exclude`; a tuple position has no name to
+    change, so such a signature validates its calls as dicts only.
+    """
+    if typing.get_origin(annotation) is not Annotated:
+        return False
+    return any(
+        isinstance(meta, FieldInfo)
+        and (
+            meta.alias is not None
+            or meta.validation_alias is not None
+            or meta.serialization_alias is not None
+            or bool(meta.exclude)
+        )
+        for meta in annotation.__metadata__
+    )
 
 
 def _find_ambiguous(declared: dict[str, Any]) -> str | None:
@@ -267,6 +327,12 @@ class TaskSignature:
                 )
             parameters = parameters[1:]
         self.parameters = parameters
+        self.names = tuple(p.name for p in parameters)
+        # By how many arguments a call passes positionally: the values of the others, as
+        # a tuple, from its keywords (`_rows`).
+        self._keywords_after = [
+            _values_of(self.names[passed:]) for passed in range(len(self.names) + 1)
+        ]
         self.positional = [p.name for p in parameters if p.kind in _POSITIONAL_KINDS]
         self.positional_only = {
             p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_ONLY
@@ -447,6 +513,22 @@ class TaskSignature:
     def try_bind_calls(self, calls: Sequence[Call]) -> tuple[list[BoundCall | None], list[Problem]]:
         """Return each call bound as `bind_calls` does, None for a bad one, and the problems."""
         models = self._models or self.build()
+        rows = self._rows(calls) if models.row_types is not None else None
+        if rows is not None:
+            try:
+                validated_rows: list[tuple[Any, ...]] = models.rows.validate_python(
+                    rows, strict=True
+                )
+                if models.scan_names:
+                    positions = [(self.names.index(name), name) for name in models.scan_names]
+                    self._refuse_unfaithful_values(
+                        (row[index], name) for row in validated_rows for index, name in positions
+                    )
+                dumped_rows: list[list[Any]] = models.rows.dump_python(validated_rows, mode="json")
+            except (exceptions.InvalidTask, ValidationError, PydanticSerializationError):
+                return self._bind_each(calls)
+            bound_rows = self._split_rows(calls, validated_rows, dumped_rows, models.may_hold_nan)
+            return typing.cast(list[BoundCall | None], bound_rows), []
         names, bind = self.positional, self._bind
         count = len(names)
         try:
@@ -466,6 +548,65 @@ class TaskSignature:
             return self._bind_each(calls)
         bound = self._split_calls(calls, validated, dumped, models.may_hold_nan)
         return typing.cast(list[BoundCall | None], bound), []
+
+    def _rows(self, calls: Sequence[Call]) -> list[tuple[Any, ...]] | None:
+        """Return each call's arguments as a tuple in parameter order, or None.
+
+        None unless every call passes every parameter, as Python would bind it: its
+        positional arguments first, then keywords naming exactly the other parameters
+        (none of them positional-only). Otherwise the calls bind as dicts (`_bind`),
+        which also applies defaults and says what is wrong with a call.
+        """
+        names = self.names
+        count, first_keyword = len(names), len(self.positional_only)
+        most_positional = len(self.positional)
+        keywords = self._keywords_after
+        rows: list[tuple[Any, ...]] = []
+        append = rows.append
+        for args, kwargs in calls:
+            passed = len(args)
+            if not kwargs:
+                if passed != count or passed > most_positional:
+                    return None
+                append(args if type(args) is tuple else tuple(args))
+                continue
+            if passed < first_keyword or passed > most_positional:
+                return None
+            if passed + len(kwargs) != count:
+                return None
+            try:
+                append((*args, *keywords[passed](kwargs)))
+            except KeyError:
+                return None
+        return rows
+
+    def _split_rows(
+        self,
+        calls: Sequence[Call],
+        validated: list[tuple[Any, ...]],
+        dumped: list[list[Any]],
+        may_hold_nan: bool,
+    ) -> list[BoundCall]:
+        """Turn validated rows back into each call's positional and keyword arguments."""
+        names = self.names
+        bound: list[BoundCall] = []
+        append = bound.append
+        for (args, kwargs), values, json_values in zip(calls, validated, dumped, strict=True):
+            if not kwargs:
+                payload = {"args": json_values, "kwargs": {}}
+                append(_new_bound(BoundCall, (list(values), {}, payload, may_hold_nan)))
+                continue
+            passed = len(args)
+            keywords = names[passed:]
+            payload = {
+                "args": json_values[:passed],
+                "kwargs": dict(zip(keywords, json_values[passed:], strict=True)),
+            }
+            typed_kwargs = dict(zip(keywords, values[passed:], strict=True))
+            append(
+                _new_bound(BoundCall, (list(values[:passed]), typed_kwargs, payload, may_hold_nan))
+            )
+        return bound
 
     def _split_calls(
         self,
@@ -508,21 +649,25 @@ class TaskSignature:
     def _refuse_unfaithful_many(
         self, validated: list[dict[str, Any]], names: tuple[str, ...]
     ) -> None:
-        """Raise `InvalidTask` for the first value JSON would change, in any of the calls."""
+        # absent: not passed, the default stays
+        self._refuse_unfaithful_values(
+            (values.get(name), name) for values in validated for name in names
+        )
+
+    def _refuse_unfaithful_values(self, named_values: Iterable[tuple[Any, str]]) -> None:
+        """Raise `InvalidTask` for the first value JSON would change; each comes with its name."""
         scalars, is_faithful_datetime = _fidelity.SCALARS, _fidelity.is_faithful_datetime
-        for values in validated:
-            for name in names:
-                value = values.get(name)  # absent: not passed, the default stays
-                if type(value) in scalars or is_faithful_datetime(value):
-                    continue
-                problem = _fidelity.find_unfaithful(value, name)
-                if problem is None:
-                    continue
-                raise exceptions.InvalidTask(
-                    f"Invalid arguments for task '{self.task_path}':\n  - {problem}.",
-                    task_path=self.task_path,
-                    errors=[{"type": "json", "loc": (), "msg": problem, "input": None}],
-                )
+        for value, name in named_values:
+            if type(value) in scalars or is_faithful_datetime(value):
+                continue
+            problem = _fidelity.find_unfaithful(value, name)
+            if problem is None:
+                continue
+            raise exceptions.InvalidTask(
+                f"Invalid arguments for task '{self.task_path}':\n  - {problem}.",
+                task_path=self.task_path,
+                errors=[{"type": "json", "loc": (), "msg": problem, "input": None}],
+            )
 
     def load_call(self, payload: Any) -> tuple[list[Any], dict[str, Any]]:
         """Validate a decoded payload leniently, as a worker does, into typed arguments."""

@@ -7,13 +7,16 @@ import gc
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import Field
 
 from django_tasks import InvalidTaskError, TaskResult, TaskResultStatus, _ids
+from django_tasks._signatures import TaskSignature
 from django_tasks.results import ready_result
 from tests import tasks
 
@@ -41,6 +44,107 @@ kinds_calls = st.tuples(
 @given(st.lists(kinds_calls, max_size=8))
 def test_bind_calls__equals_bind_call_for_each(calls: list[tuple[tuple[Any, ...], dict[str, Any]]]):
     assert KINDS.bind_calls(calls) == [KINDS.bind_call(args, kwargs) for args, kwargs in calls]
+
+
+def fixed(
+    a: int,
+    /,
+    b: str,
+    when: datetime,
+    *,
+    tags: list[str],
+    scores: dict[str, int],
+    level: Annotated[int, Field(ge=0)] = 0,
+) -> None:
+    """No `*args` or `**kwargs`: calls that pass every parameter validate as tuples."""
+
+
+FIXED = TaskSignature(fixed, takes_context=False, task_path="tests.unit.test_bulk.fixed")
+FIXED_VALUES = {
+    "a": st.integers(-(2**53), 2**53),
+    "b": st.text(max_size=5),
+    "when": st.datetimes(timezones=st.just(UTC)),
+    "tags": st.lists(st.text(max_size=3), max_size=3),
+    "scores": st.dictionaries(st.text(max_size=3), st.integers(-(2**53), 2**53), max_size=2),
+    "level": st.integers(0, 3),
+}
+FIXED_INVALID = {  # a wrong type, an offset JSON would round, a value under the bound
+    "a": "1",
+    "when": datetime(2026, 1, 1, tzinfo=timezone(timedelta(seconds=30))),
+    "level": -1,
+}
+
+
+@st.composite
+def fixed_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A call of `fixed`: some parameters positionally, the rest by keyword.
+
+    Now and then one holds a value that fails validation, leaves out `level`, passes `a`
+    by keyword, or passes a keyword-only parameter positionally.
+    """
+    values = {name: draw(strategy) for name, strategy in FIXED_VALUES.items()}
+    if draw(st.integers(0, 9)) == 0:
+        bad = draw(st.sampled_from(sorted(FIXED_INVALID)))
+        values[bad] = FIXED_INVALID[bad]
+    names = list(values)
+    # Mostly 1 to 3, as Python allows; 0 passes `a` by keyword, over 3 `tags` positionally.
+    positional = draw(st.sampled_from([1, 1, 2, 3, 3, 0, 4, 6]))
+    kwargs = {name: values[name] for name in names[positional:]}
+    if draw(st.integers(0, 9)) == 0:
+        kwargs.pop("level", None)
+    return tuple(values[name] for name in names[:positional]), kwargs
+
+
+def _bound_each(calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any] | str:
+    try:
+        return [FIXED.bind_call(args, kwargs) for args, kwargs in calls]
+    except InvalidTaskError:
+        return "invalid"
+
+
+@given(st.lists(fixed_calls(), max_size=6))
+def test_bind_calls__as_tuples_equals_bind_call_for_each(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+):
+    try:
+        bound: list[Any] | str = FIXED.bind_calls(calls)
+    except InvalidTaskError:
+        bound = "invalid"
+
+    assert bound == _bound_each(calls)
+    if isinstance(bound, list):  # the payloads are the same JSON, keys in the same order
+        singles = [FIXED.bind_call(args, kwargs) for args, kwargs in calls]
+        assert [orjson.dumps(b.payload) for b in bound] == [
+            orjson.dumps(s.payload) for s in singles
+        ]
+
+
+def test_bind_calls__tuples_only_for_calls_that_pass_every_parameter():
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    every = {"tags": [], "scores": {}, "level": 1}
+
+    assert FIXED._rows([((1, "x", when), every)]) == [(1, "x", when, [], {}, 1)]
+    assert FIXED._rows([((1,), {"b": "x", "when": when, **every})]) is not None
+    assert FIXED._rows([((1, "x", when), {"tags": [], "scores": {}})]) is None  # a default
+    assert FIXED._rows([((), {"a": 1, "b": "x", "when": when, **every})]) is None  # a is /
+    assert FIXED._rows([((1, "x", when, [], {}, 1), {})]) is None  # tags is keyword-only
+    assert FIXED._rows([((1, "x", when), {**every, "level": 1, "other": 2})]) is None
+
+
+def test_models__a_renaming_field_keeps_calls_as_dicts():
+    def renamed(a: Annotated[int, Field(alias="b")]) -> None: ...
+
+    def dropped(a: Annotated[int, Field(exclude=True)]) -> None: ...
+
+    def constrained(a: Annotated[int, Field(ge=0)]) -> None: ...
+
+    def signature(func: Any) -> TaskSignature:
+        return TaskSignature(func, takes_context=False, task_path=func.__name__)
+
+    assert signature(renamed).build().row_types is None
+    assert signature(dropped).build().row_types is None
+    assert signature(constrained).build().row_types is not None
+    assert KINDS.build().row_types is None  # *rest and **extra
 
 
 def test_bind_calls__keyword_calls_split_as_single_calls_do():
