@@ -46,7 +46,7 @@ COLUMNS = (
 ROWS_PER_STATEMENT = 500
 """Rows per multi-row INSERT on MariaDB and MySQL."""
 CHUNK = 1000
-"""Rows per SQLite INSERT, read from one JSON text."""
+"""Rows per SQLite INSERT, read from one JSON text; rows formatted at a time for `COPY`."""
 SQLITE_JSON_LIMIT = 16 * 1024 * 1024
 """Characters of arguments above which SQLite binds a chunk's rows one by one instead
 of as one JSON text, which must stay under SQLite's length limit (1e9 by default)."""
@@ -70,18 +70,19 @@ def insert_ready(alias: str, backend_name: str, enqueued: Sequence[Prepared]) ->
     serializer) runs while a statement, such as an open `COPY`, holds the connection.
     """
     connection = connections[alias]
+    if not enqueued:
+        return
     if len(enqueued) == 1:
         groups = _group(connection, backend_name, enqueued, as_text=False)
         with connection.cursor() as cursor:
             _insert_rows(connection, cursor, groups)
-    elif enqueued:
-        # COPY reads JSON columns as text: no per-row JSON adapter.
-        copy = _can_copy(connection)
-        groups = _group(connection, backend_name, enqueued, as_text=copy)
+    elif _can_copy(connection):
         with transaction.atomic(using=alias), connection.cursor() as cursor:
-            if copy:
-                _copy(connection, cursor, groups, len(enqueued))
-            elif connection.vendor == "sqlite":
+            _copy(connection, cursor, backend_name, enqueued)
+    else:
+        groups = _group(connection, backend_name, enqueued, as_text=False)
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
                 _insert_from_json(connection, cursor, groups)
             else:
                 _insert_rows(connection, cursor, groups)
@@ -295,26 +296,34 @@ def _can_copy(connection: Any) -> bool:
     return bool(is_psycopg3)
 
 
-def _copy(connection: Any, cursor: Any, groups: Groups, count: int) -> None:
+def _copy(connection: Any, cursor: Any, backend_name: str, enqueued: Sequence[Prepared]) -> None:
     """Load the rows with one `COPY ... FROM STDIN`, PostgreSQL's bulk path.
 
     Three to four times faster than one INSERT of arrays: Django's client-side binding
     would quote every value into the statement text. `COPY` fires the table's INSERT
     triggers, so workers are still notified. It shows in Django's query log (as
     `CaptureQueriesContext` and the debug toolbar read it) as one statement.
+
+    The rows are formatted `CHUNK` calls at a time while the server stores the ones
+    before: that formatting, about a seventh of a bulk enqueue's own time (profiled,
+    3 arguments), overlaps with the server's work. Only the library's own formatting
+    runs while `COPY` is open; the calls were validated and encoded before (see
+    `insert_ready`). COPY reads JSON columns as text: no per-row JSON adapter.
     """
     table, columns = _table_and_columns(connection)
     sql = f"COPY {table} ({columns}) FROM STDIN"
     logged = (
-        cursor.debug_sql(f"{sql} -- {count} rows")
+        cursor.debug_sql(f"{sql} -- {len(enqueued)} rows")
         if isinstance(cursor, CursorDebugWrapper)
         else contextlib.nullcontext()
     )
     with logged, connection.wrap_database_errors, cursor.cursor.copy(sql) as copier:
-        for shared, calls in groups:
-            text = _copy_text(shared, calls)
-            if text is None:
-                for row in _rows(shared, calls):
-                    copier.write_row(row)
-            else:
-                copier.write(text)
+        for start in range(0, len(enqueued), CHUNK):
+            some = enqueued[start : start + CHUNK]
+            for shared, calls in _group(connection, backend_name, some, as_text=True):
+                text = _copy_text(shared, calls)
+                if text is None:
+                    for row in _rows(shared, calls):
+                        copier.write_row(row)
+                else:
+                    copier.write(text)
