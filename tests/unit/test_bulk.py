@@ -79,8 +79,9 @@ FIXED_INVALID = {  # a wrong type, an offset JSON would round, a value under the
 def fixed_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """A call of `fixed`: some parameters positionally, the rest by keyword.
 
-    Now and then one holds a value that fails validation, leaves out `level`, passes `a`
-    by keyword, or passes a keyword-only parameter positionally.
+    Now and then one holds a value that fails validation, leaves out `level`, passes an
+    unknown keyword, passes `a` by keyword, or passes a keyword-only parameter
+    positionally.
     """
     values = {name: draw(strategy) for name, strategy in FIXED_VALUES.items()}
     if draw(st.integers(0, 9)) == 0:
@@ -92,6 +93,8 @@ def fixed_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
     kwargs = {name: values[name] for name in names[positional:]}
     if draw(st.integers(0, 9)) == 0:
         kwargs.pop("level", None)
+    if draw(st.integers(0, 9)) == 0:
+        kwargs["other"] = 1
     return tuple(values[name] for name in names[:positional]), kwargs
 
 
