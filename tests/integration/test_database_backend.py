@@ -10,9 +10,10 @@ import signal
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import call_command
@@ -613,3 +614,38 @@ def test_migration_0004__lease_worker_and_finished_indexes_are_partial_where_sup
     else:
         # MySQL and MariaDB keep the plain indexes of the model's state.
         assert found["django_tasks_lease_idx"] == "status,lease_expires_at"
+
+
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_finish_many__adapts_outcomes_as_django_would(settings, use_tz):
+    """The outcome writer's own adapters give what each field's `get_db_prep_save` gives.
+
+    JSON may be spelled differently (orjson against the standard library), so it is
+    compared as the JSON it holds.
+    """
+    settings.USE_TZ = use_tz
+    paris = ZoneInfo("Europe/Paris")
+    times = (
+        [
+            datetime(2026, 11, 24, 10, 0, tzinfo=UTC),
+            datetime(2026, 11, 24, 10, 0, 0, 5, tzinfo=UTC),
+            datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=paris),
+            datetime(1890, 1, 1, 12, 0, tzinfo=paris),  # local mean time, +00:09:21
+            timezone.now(),
+        ]
+        if use_tz
+        else [datetime(2026, 11, 24, 10, 0), datetime(2026, 11, 24, 10, 0, 0, 5)]
+    )
+    texts = [None, [], ["w-1", "w-2"], [{"message": "é \udc80", "n": 2**70}], {"a": [1.5]}]
+    fields = DBTaskResult._meta
+    for name, values in [("finished_at", [None, *times]), ("errors", texts)]:
+        field = fields.get_field(name)
+        adapt = claims._adapter(field, connection)
+        for value in values:
+            expected, got = field.get_db_prep_save(value, connection), adapt(value)
+            if name == "errors" and value is not None and connection.vendor == "postgresql":
+                assert got.obj == expected.obj, value  # psycopg's Jsonb wrappers
+            elif name == "errors" and value is not None:
+                assert json.loads(got) == json.loads(expected), value
+            else:
+                assert got == expected, value

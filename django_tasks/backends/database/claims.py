@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Q, Value
+from django.db.models import DateTimeField, Field, JSONField, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -346,22 +347,17 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
     if connection.vendor == "postgresql":
         return _finish_many_postgresql(connection, finished, worker_id)
     fields = fields_by_name()
-    claimed_field = fields["last_attempted_at"]
+    adapters = [(name, _adapter(fields[name], connection)) for name in _FINISHED_COLUMNS]
+    adapt_claim_time = _adapter(fields["last_attempted_at"], connection)
     claim_times: dict[datetime, Any] = {}  # the rows of one claim share its time
 
     def claim_time(value: datetime) -> Any:
         if value not in claim_times:
-            claim_times[value] = claimed_field.get_db_prep_save(value, connection)
+            claim_times[value] = adapt_claim_time(value)
         return claim_times[value]
 
     rows = [
-        [
-            *(
-                fields[name].get_db_prep_save(getattr(item, name), connection)
-                for name in _FINISHED_COLUMNS
-            ),
-            claim_time(item.claimed_at),
-        ]
+        [*[adapt(getattr(item, name)) for name, adapt in adapters], claim_time(item.claimed_at)]
         for item in finished
     ]
     sql, params = _finish_many_sql(connection, rows, worker_id)
@@ -371,6 +367,52 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
             return int(cursor.rowcount)
         # sqlite3 reports no rowcount for a statement that starts with WITH.
         return len(cursor.fetchall())
+
+
+def _adapter(field: Field[Any, Any], connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:
+    """Return what `field.get_db_prep_save` does to an outcome's value, in less time.
+
+    An outcome holds values already of their field's Python type (UUIDs, aware times
+    under `USE_TZ`, text, lists), which `get_prep_value` would only check again: the
+    database adapter alone runs (`prepared=True`). Two adapters are written out here,
+    as each took about 10 µs per value through Django's (profiled): an aware time
+    becomes its naive text in the connection's time zone, as SQLite's and MySQL's
+    `adapt_datetimefield_value` make it; JSON text is written by orjson (as the
+    PostgreSQL path writes it), or by the field's own adapter for what orjson refuses.
+    """
+    prepare = field.get_db_prep_value
+
+    def adapt(value: Any) -> Any:
+        return None if value is None else prepare(value, connection, prepared=True)
+
+    text_json = connection.vendor in ("sqlite", "mysql")  # PostgreSQL adapts to Jsonb
+    if isinstance(field, JSONField) and field.encoder is None and text_json:
+
+        def adapt_json(value: Any) -> Any:
+            if value is None:
+                return None
+            try:
+                return orjson.dumps(value).decode()
+            except TypeError:  # orjson.JSONEncodeError: a lone surrogate, a huge int
+                return prepare(value, connection, prepared=True)
+
+        return adapt_json
+    if (
+        isinstance(field, DateTimeField)
+        and connection.vendor in ("sqlite", "mysql")
+        and settings.USE_TZ
+    ):
+        zone = connection.timezone
+
+        def adapt_time(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.utcoffset() is not None:  # aware
+                value = value.astimezone(zone).replace(tzinfo=None)
+            return str(value)
+
+        return adapt_time
+    return adapt
 
 
 def _finish_many_sql(
