@@ -98,10 +98,14 @@ def execute(
     task = running.task
     signature = task.signature
     serializer = backend.serializer
+    # The decoded arguments join the result once, with the outcome; a task that takes
+    # its context sees them in it, so there they join before the call.
+    decoded: dict[str, Any] = {}
     try:
         args, kwargs = _serialization.loads_call(signature, data, serializer)
-        running = running.evolve(args=args, kwargs=kwargs)
+        decoded = {"args": args, "kwargs": kwargs}
         if task.takes_context:
+            running, decoded = running.evolve(**decoded), {}
             args = [results.TaskContext(task_result=running), *args]
         try:
             value = _call(task.func, args, kwargs)
@@ -113,6 +117,8 @@ def execute(
     except propagate:
         raise
     except BaseException as error:
+        if decoded:
+            running = running.evolve(**decoded)
         policy = task.retry
         if policy is None and isinstance(error, exceptions.Retry):
             policy = retries.DEFAULT_POLICY
@@ -123,6 +129,7 @@ def execute(
         status=results.TaskResultStatus.SUCCESSFUL,
         finished_at=timezone.now(),
         _return_value=returned,
+        **decoded,
     )
     signals.task_finished.send_robust(type(backend), task_result=succeeded)
     return Outcome(succeeded, return_data)
