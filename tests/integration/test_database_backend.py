@@ -649,3 +649,39 @@ def test_finish_many__adapts_outcomes_as_django_would(settings, use_tz):
                 assert json.loads(got) == json.loads(expected), value
             else:
                 assert got == expected, value
+
+
+def test_claim__rows_hold_what_the_orm_reads_back(backend, scope):
+    """A claim builds its models from the returned columns itself: every field of each
+    is what the ORM reads from the same row once the claim committed."""
+    policy = RetryPolicy(max_attempts=3, delay=timedelta(seconds=3))
+    fresh = on_database(tasks.add).enqueue(1, 2)
+    again = on_database(tasks.add, priority=5).using(retry=policy).enqueue(3, 4)
+    earlier = timezone.now() - timedelta(hours=1)
+    DBTaskResult.objects.filter(id=again.id).update(  # an attempt that failed before
+        started_at=earlier,
+        errors=[{"exception_class_path": "builtins.ValueError", "traceback": "é"}],
+        worker_ids=["w-0"],
+    )
+
+    claimed = claims.claim(scope, "w-1", 10, LEASE)
+
+    fields = DBTaskResult._meta.concrete_fields
+    assert [str(row.id) for row in claimed] == [again.id, fresh.id]
+    for row in claimed:
+        stored = DBTaskResult.objects.get(id=row.id)
+        assert {f.attname: getattr(row, f.attname) for f in fields} == {
+            f.attname: getattr(stored, f.attname) for f in fields
+        }
+        assert not row._state.adding
+        assert row._state.db == stored._state.db
+
+
+def test_claim__converters_leave_null_as_it_is():
+    """`claims._instances` skips the converters of NULL values: each returns them as is."""
+    table = DBTaskResult._meta.db_table
+    for field in DBTaskResult._meta.concrete_fields:
+        column = field.get_col(table)
+        found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        for convert in found:
+            assert convert(None, column, connection) is None, field.name

