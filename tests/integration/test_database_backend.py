@@ -685,3 +685,27 @@ def test_claim__converters_leave_null_as_it_is():
         found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
         for convert in found:
             assert convert(None, column, connection) is None, field.name
+
+
+@pytest.mark.parametrize("writing", [True, False])
+def test_worker__outcomes_being_written_are_not_taken_for_unknown_claims(backend, scope, writing):
+    """A claim first takes back rows held in the worker's name that it does not know of.
+    Outcomes a flusher thread is writing (`_in_flight`) are known: their rows stay held."""
+    result = on_database(tasks.add).enqueue(1, 2)
+    worker = Worker(backend, WorkerOptions(worker_id="w-1", queues=None, prefetch=100))
+    (row,) = claims.claim(scope, "w-1", 10, LEASE)
+    if writing:
+        worker._in_flight = [worker._execute(row)]
+
+    worker._abandon_unknown_claims()
+
+    stored = DBTaskResult.objects.get(id=result.id)
+    assert (stored.status, stored.worker_id) == (("RUNNING", "w-1") if writing else ("READY", None))
+
+
+def test_worker__writes_outcomes_behind_on_postgresql_only(backend):
+    options = WorkerOptions(queues=None, prefetch=100)
+
+    assert Worker(backend, options)._writes_behind is (connection.vendor == "postgresql")
+    assert not Worker(backend, dataclasses.replace(options, prefetch=0))._writes_behind
+    assert not Worker(backend, dataclasses.replace(options, concurrency=2))._writes_behind
