@@ -387,7 +387,8 @@ def worker_connections(fleet: Fleet, worker: WorkerProcess) -> int:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = %s AND datname = current_database()",
                 [f"{APPLICATION_PREFIX}{fleet.name(worker)}"],
             )
             return int(cursor.fetchone()[0])
