@@ -709,3 +709,16 @@ def test_worker__writes_outcomes_behind_on_postgresql_only(backend):
     assert Worker(backend, options)._writes_behind is (connection.vendor == "postgresql")
     assert not Worker(backend, dataclasses.replace(options, prefetch=0))._writes_behind
     assert not Worker(backend, dataclasses.replace(options, concurrency=2))._writes_behind
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 5])
+def test_drain__runs_retries_due_at_once_before_a_batch_worker_exits(backend, prefetch):
+    """A failed attempt retried without delay is due as soon as its outcome is written: a
+    `--batch` worker runs it before exiting, however its outcomes are written."""
+    for _ in range(2):  # the race this guards against did not lose every time
+        results = [on_database(tasks.flaky).enqueue(3) for _ in range(3)]
+
+        drain(backend, prefetch=prefetch)
+
+        rows = DBTaskResult.objects.filter(id__in=[r.id for r in results])
+        assert [(row.status, len(row.worker_ids)) for row in rows] == [("SUCCESSFUL", 3)] * 3

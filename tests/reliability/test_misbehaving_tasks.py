@@ -356,3 +356,26 @@ def test_outcome_too_large_for_the_database_fails_that_task_and_the_worker_goes_
     else:
         assert row.status == SUCCESSFUL
         assert len(huge.refresh().return_value) == 20 << 20
+
+
+def test_poison_task__in_the_next_claim_finds_the_last_claims_results_written(fleet):
+    """A task that kills its worker cannot take the results of an earlier claim with it.
+
+    With `--prefetch 3` a claim takes four rows: the four good tasks (higher priority),
+    then the poison on its own in the next claim, its first attempt, so not yet a
+    suspect run alone. On PostgreSQL the good tasks' outcomes are written while that
+    claim runs; they must be stored before the poison starts. Three rounds: with that
+    write still in flight, most rounds lost them.
+    """
+    for round_ in range(3):
+        DBTaskResult.objects.all().delete()
+        good = [
+            on_database(reliability_tasks.record).using(priority=10).enqueue(f"good-{round_}-{n}")
+            for n in range(4)
+        ]
+        on_database(reliability_tasks.exit_process).enqueue(f"poison-{round_}")
+        worker = fleet.start("--interval", "0.2", "--prefetch", "3")
+        assert worker.wait(timeout=30) == 7, worker.output()[-3000:]
+
+        statuses = DBTaskResult.objects.filter(id__in=[r.id for r in good])
+        assert sorted(statuses.values_list("status", flat=True)) == [SUCCESSFUL] * 4, round_
