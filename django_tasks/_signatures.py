@@ -574,15 +574,15 @@ class TaskSignature:
         (`_Models.rows`). Raise as pydantic or `_refuse_unfaithful_values` does if a call
         is bad; the caller then binds each call alone to say which.
         """
-        names, scan, may_hold_nan = self.names, models.scan_names, models.may_hold_nan
+        may_hold_nan = models.may_hold_nan
+        positions = [(self.names.index(name), name) for name in models.scan_names]
         passed = self._split_alike(calls)
         if passed is not None:
             adapter = models.split_at(passed)
             split: list[tuple[tuple[Any, ...], dict[str, Any]]] = adapter.validate_python(
                 calls if type(calls) is list else list(calls), strict=True
             )
-            if scan:
-                positions = [(names.index(name), name) for name in scan]
+            if positions:
                 self._refuse_unfaithful_values(
                     (args[index] if index < passed else kwargs[name], name)
                     for args, kwargs in split
@@ -600,8 +600,7 @@ class TaskSignature:
         if rows is None:
             return None
         validated: list[tuple[Any, ...]] = models.rows.validate_python(rows, strict=True)
-        if scan:
-            positions = [(names.index(name), name) for name in scan]
+        if positions:
             self._refuse_unfaithful_values(
                 (row[index], name) for row in validated for index, name in positions
             )

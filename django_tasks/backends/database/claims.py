@@ -142,12 +142,13 @@ def _instances(
     """
     table = DBTaskResult._meta.db_table
     converters = []  # found per statement: they belong to this connection
+    names = []
     for index, field in enumerate(fields_by_name().values()):
+        names.append(field.attname)
         column = field.get_col(table)
         found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
         if found:
             converters.append((index, found, column))
-    names = [field.attname for field in fields_by_name().values()]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
@@ -418,8 +419,9 @@ def _adapter(field: Field[Any, Any], connection: BaseDatabaseWrapper) -> Callabl
     def adapt(value: Any) -> Any:
         return None if value is None else prepare(value, connection, prepared=True)
 
-    text_json = connection.vendor in ("sqlite", "mysql")  # PostgreSQL adapts to Jsonb
-    if isinstance(field, JSONField) and field.encoder is None and text_json:
+    if connection.vendor not in ("sqlite", "mysql"):  # PostgreSQL: Jsonb, aware times
+        return adapt
+    if isinstance(field, JSONField) and field.encoder is None:
 
         def adapt_json(value: Any) -> Any:
             if value is None:
@@ -430,11 +432,7 @@ def _adapter(field: Field[Any, Any], connection: BaseDatabaseWrapper) -> Callabl
                 return prepare(value, connection, prepared=True)
 
         return adapt_json
-    if (
-        isinstance(field, DateTimeField)
-        and connection.vendor in ("sqlite", "mysql")
-        and settings.USE_TZ
-    ):
+    if isinstance(field, DateTimeField) and settings.USE_TZ:
         zone = connection.timezone
 
         def adapt_time(value: datetime | None) -> str | None:

@@ -72,20 +72,19 @@ def insert_ready(alias: str, backend_name: str, enqueued: Sequence[Prepared]) ->
     connection = connections[alias]
     if not enqueued:
         return
-    if len(enqueued) == 1:
-        groups = _group(connection, backend_name, enqueued, as_text=False)
-        with connection.cursor() as cursor:
-            _insert_rows(connection, cursor, groups)
-    elif _can_copy(connection):
+    many = len(enqueued) > 1
+    if many and _can_copy(connection):
         with transaction.atomic(using=alias), connection.cursor() as cursor:
             _copy(connection, cursor, backend_name, enqueued)
-    else:
-        groups = _group(connection, backend_name, enqueued, as_text=False)
-        with transaction.atomic(using=alias), connection.cursor() as cursor:
-            if connection.vendor == "sqlite":
-                _insert_from_json(connection, cursor, groups)
-            else:
-                _insert_rows(connection, cursor, groups)
+        return
+    groups = _group(connection, backend_name, enqueued, as_text=False)
+    # One row is one statement in autocommit; many are one transaction.
+    atomic = transaction.atomic(using=alias) if many else contextlib.nullcontext()
+    with atomic, connection.cursor() as cursor:
+        if many and connection.vendor == "sqlite":
+            _insert_from_json(connection, cursor, groups)
+        else:
+            _insert_rows(connection, cursor, groups)
 
 
 def _insert_from_json(connection: Any, cursor: Any, groups: Groups) -> None:
