@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import signal
+import sqlite3
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from django.utils import timezone
 
 import django_tasks
 from django_tasks import RetryPolicy, TaskResultStatus
-from django_tasks.backends.database import claims, inserts
+from django_tasks.backends.database import claims
 from django_tasks.backends.database.management.commands import db_worker
 from django_tasks.backends.database.management.commands.db_worker import stop_on_signals
 from django_tasks.backends.database.models import DBTaskResult
@@ -393,8 +394,8 @@ def test_enqueue_many__inserts_in_one_statement_per_500_rows_or_fewer(backend):
     with CaptureQueriesContext(connection) as queries:
         results = task.enqueue_many(task.arguments(n, n) for n in range(1200))
 
-    # PostgreSQL: one COPY; SQLite: one INSERT per chunk of 1000 calls, reading them from
-    # a JSON array; MariaDB: one statement per 500 rows.
+    # PostgreSQL: one COPY; SQLite: one INSERT per chunk of 1000 calls, each binding its
+    # id and arguments; MariaDB: one statement per 500 rows.
     statements = [
         q["sql"]
         for q in queries.captured_queries
@@ -487,13 +488,7 @@ def stored_rows(results: list[Any]) -> list[dict[str, Any]]:
     return [{name: getattr(rows[uuid.UUID(r.id)], name) for name in names} for r in results]
 
 
-@pytest.mark.parametrize("json_limit", [None, 0], ids=["json", "bound"])
-def test_enqueue_many__stores_the_columns_a_single_enqueue_stores(
-    backend, settings, monkeypatch, json_limit
-):
-    # SQLite reads a chunk's rows from one JSON text, or binds them one by one past a size.
-    if json_limit is not None:
-        monkeypatch.setattr(inserts, "SQLITE_JSON_LIMIT", json_limit)
+def test_enqueue_many__stores_the_columns_a_single_enqueue_stores(backend, settings):
     database = settings.TASKS["database"]
     settings.TASKS = {**settings.TASKS, AWKWARD: {**database, "QUEUES": [AWKWARD]}}
     policy = RetryPolicy(max_attempts=2, delay=timedelta(seconds=3))
@@ -534,6 +529,27 @@ def test_enqueue_many__binds_a_shared_value_no_literal_can_hold(backend, setting
     rows = stored_rows(task.enqueue_many([task.arguments(1, 2), task.arguments(3, 4)]))
 
     assert [row["queue_name"] for row in rows] == [queue, queue]
+
+
+@pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="only SQLite's bulk INSERT is sized by bound values"
+)
+def test_enqueue_many__keeps_each_insert_within_sqlites_bound_value_limit(backend):
+    task = on_database(tasks.add)
+    connection.ensure_connection()
+    raw = connection.connection
+    default = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 5)  # two rows of two values
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            results = task.enqueue_many([task.arguments(n, n) for n in range(5)])
+    finally:
+        raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, default)
+
+    inserts_run = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts_run) == 3
+    rows = stored_rows(results)
+    assert [json.loads(row["args_kwargs"])["args"] for row in rows] == [[n, n] for n in range(5)]
 
 
 def test_retry__the_worker_waits_the_backoff_between_attempts(backend):

@@ -1,18 +1,20 @@
 """The lean INSERT behind every enqueue: no model instances, one statement per batch.
 
-One row: one INSERT. Many rows: PostgreSQL `COPY`, SQLite one INSERT from a JSON array
-per 1000 rows, MariaDB/MySQL one multi-row INSERT per 500 rows; all in one transaction.
+One row: one INSERT. Many rows: PostgreSQL `COPY`, SQLite one INSERT per 1000 rows
+that binds two values a row, MariaDB/MySQL one multi-row INSERT per 500 rows; all in
+one transaction.
 
 The calls of one bulk enqueue differ only in their id and arguments: every other
 column is worked out once per task and enqueue time. On SQLite those shared columns
-are written into the statement as literals, and the ids and arguments travel as one
-JSON text: a bulk INSERT there costs about half of binding thirteen values per row. On
+are written into the statement as literals, and each row binds only its id and
+arguments: a bulk INSERT there costs about half of binding thirteen values per row. On
 PostgreSQL they are formatted once into the text that `COPY` reads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,10 +48,8 @@ COLUMNS = (
 ROWS_PER_STATEMENT = 500
 """Rows per multi-row INSERT on MariaDB and MySQL."""
 CHUNK = 1000
-"""Rows per SQLite INSERT, read from one JSON text; rows formatted at a time for `COPY`."""
-SQLITE_JSON_LIMIT = 16 * 1024 * 1024
-"""Characters of arguments above which SQLite binds a chunk's rows one by one instead
-of as one JSON text, which must stay under SQLite's length limit (1e9 by default)."""
+"""Rows per SQLite INSERT (fewer if the connection allows fewer bound values); rows
+formatted at a time for `COPY`."""
 READY = results.TaskResultStatus.READY.value
 
 
@@ -82,21 +82,27 @@ def insert_ready(alias: str, backend_name: str, enqueued: Sequence[Prepared]) ->
     atomic = transaction.atomic(using=alias) if many else contextlib.nullcontext()
     with atomic, connection.cursor() as cursor:
         if many and connection.vendor == "sqlite":
-            _insert_from_json(connection, cursor, groups)
+            _insert_values(connection, cursor, groups)
         else:
             _insert_rows(connection, cursor, groups)
 
 
-def _insert_from_json(connection: Any, cursor: Any, groups: Groups) -> None:
-    """SQLite: one INSERT per `CHUNK` rows, reading them from a JSON text."""
+def _insert_values(connection: Any, cursor: Any, groups: Groups) -> None:
+    """SQLite: one INSERT per `CHUNK` rows, each row binding its id and arguments.
+
+    A statement binds two values a row, within the connection's limit on bound values
+    (32,766 by default since SQLite 3.32, 999 before).
+    """
+    limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    chunk = max(1, min(CHUNK, limit // 2))
     for shared, calls in groups:
-        sql = _sqlite_json_sql(connection, shared)
-        for start in range(0, len(calls), CHUNK):
-            some = calls[start : start + CHUNK]
-            if sql is None or sum(len(data) for _, data in some) > SQLITE_JSON_LIMIT:
-                cursor.executemany(_insert_sql(connection), _rows(shared, some))
-            else:
-                cursor.execute(sql, [orjson.dumps(some).decode()])
+        literals = _written(shared, null="NULL", text=_sqlite_literal)
+        if literals is None:
+            cursor.executemany(_insert_sql(connection), _rows(shared, calls))
+            continue
+        for start in range(0, len(calls), chunk):
+            some = calls[start : start + chunk]
+            cursor.execute(_sqlite_values_sql(connection, literals, len(some)), _flat(some))
 
 
 def _insert_rows(connection: Any, cursor: Any, groups: Groups) -> None:
@@ -236,23 +242,23 @@ def _sqlite_literal(text: str) -> str | None:
     return "'" + text.replace("'", "''").replace("%", "%%") + "'"
 
 
-def _sqlite_json_sql(connection: Any, shared: Shared) -> str | None:
-    """Return an INSERT of the `[id, args_kwargs]` pairs in a JSON array, one per row.
+def _sqlite_values_sql(connection: Any, literals: list[str], rows: int) -> str:
+    """Return an INSERT of `rows` rows that binds each one's id and arguments.
 
-    The shared columns are literals in the statement: the database reads the rows from
-    one bound text with `json_each`, in one step and without Python, which takes a
-    quarter less time per row than binding them row by row. None if a shared value has
-    no plain literal form (only text without NUL, whole numbers and NULL are written
-    inline), for the caller to bind every column. Text doubles its quotes for SQLite
-    and its percent signs for Django's placeholders.
+    The shared columns are `literals` (see `_written`; only text without NUL, whole
+    numbers and NULL have one) in the statement, which reads the bound pairs from a
+    `VALUES` list: per row, about 40 % less time than reading them from one JSON text
+    with `json_each`, and half of binding all thirteen columns.
     """
-    literals = _written(shared, null="NULL", text=_sqlite_literal)
-    if literals is None:
-        return None
     table, columns = _table_and_columns(connection)
-    row_id, data = "json_extract(value, '$[0]')", "json_extract(value, '$[1]')"
-    values = ", ".join([row_id, *literals[:8], data, *literals[8:]])
-    return f"INSERT INTO {table} ({columns}) SELECT {values} FROM json_each(%s)"
+    values = ", ".join(["column1", *literals[:8], "column2", *literals[8:]])
+    pairs = ", ".join(["(%s, %s)"] * rows)
+    return f"INSERT INTO {table} ({columns}) SELECT {values} FROM (VALUES {pairs})"
+
+
+def _flat(calls: Calls) -> list[Any]:
+    """Return the `(id, args_kwargs)` pairs of `calls` as one list of values."""
+    return [value for call in calls for value in call]
 
 
 def _retry(fields: dict[str, Field[Any, Any]], connection: Any, task: Any, *, as_text: bool) -> Any:
