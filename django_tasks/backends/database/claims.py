@@ -111,15 +111,15 @@ def _claim_returning(
     )
     returning, returning_params = _returning(connection, table, now)
     if connection.vendor == "postgresql":
-        sql = (
-            f"WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {table} SET {assignments} FROM picked "
-            f"WHERE {table}.id = picked.id RETURNING {returning}"
-        )
-        params = pick_params + set_params + returning_params
+        # The ids as one array: the rows are then found by primary key. Joined to the
+        # picked rows (a CTE or `IN`), the planner hashed them against a scan of the
+        # whole table while it was small (tens of thousands of rows): 2.4 ms per claim
+        # of 100 instead of 0.8.
+        pick = f"ARRAY({pick} FOR UPDATE SKIP LOCKED)"
+        sql = f"UPDATE {table} SET {assignments} WHERE id = ANY({pick}) RETURNING {returning}"
     else:
         sql = f"UPDATE {table} SET {assignments} WHERE id IN ({pick}) RETURNING {returning}"
-        params = set_params + pick_params + returning_params
+    params = set_params + pick_params + returning_params
     rows = _instances(connection, scope.alias, sql, params)
     for row in rows:
         row.lease_expires_at = expires
