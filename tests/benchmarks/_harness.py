@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gc
+import os
 import platform
 import statistics
 import sys
+import tempfile
+import time
 import timeit
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +93,28 @@ def environment() -> dict[str, str]:
         "pydantic_core": pydantic_core.__version__,
         "orjson": orjson.__version__,
     }
+
+
+def machine_probe() -> dict[str, float]:
+    """Time a fixed Python loop and small `fsync`s: how fast the machine runs right now.
+
+    A shared machine's speed drifts within an hour; figures from runs whose probes
+    differ are not comparable. The loop is `sorted(range(1000), key=lambda x: -x)`,
+    best of 5 (µs); the `fsync` is of a 4 KB write in the temporary folder, median of
+    20 (ms), which bounds how fast a database on that disk commits.
+    """
+    loop = timeit.Timer("sorted(r, key=lambda x: -x)", "r = range(1000)")
+    number = 2000
+    cpu_us = min(loop.repeat(repeat=5, number=number)) / number * 1e6
+    syncs = []
+    with tempfile.TemporaryFile() as probe:
+        for _ in range(20):
+            probe.write(b"x" * 4096)
+            probe.flush()
+            start = time.perf_counter()
+            os.fsync(probe.fileno())
+            syncs.append((time.perf_counter() - start) * 1e3)
+    return {"python_loop_us": round(cpu_us, 1), "fsync_ms": round(statistics.median(syncs), 3)}
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

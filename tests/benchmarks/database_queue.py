@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.benchmarks._harness import BenchSettings, environment, table
+from tests.benchmarks._harness import BenchSettings, environment, machine_probe, table
 from tests.benchmarks._queue_measure import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -300,6 +300,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     started = time.perf_counter()
     load = {"start": os.getloadavg()}
     warn_if_busy(load["start"][0])
+    probes = {"start": machine_probe()}
     results: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -317,13 +318,15 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     finally:
         signal.signal(signal.SIGTERM, previous)
     load["end"] = os.getloadavg()
+    probes["end"] = machine_probe()
     figures = {name: result["figures"] for name, result in results.items()}
-    print_report(figures, plan, problems, time.perf_counter() - started)
+    print_report(figures, plan, problems, time.perf_counter() - started, probes)
     return {
         "statistic": f"median of {plan.repeat} runs",
         "plan": asdict(plan),
         "environment": {**environment(), "cpus": str(os.cpu_count())},
         "load_average": load,
+        "machine_probe": probes,
         "source": source_state(),
         "targets": {row.key: dict(row.targets) for row in ROWS if row.targets},
         "databases": figures,
@@ -360,7 +363,11 @@ def meets_targets(figures: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
 
 
 def print_report(
-    figures: Mapping[str, Mapping[str, Any]], plan: Plan, problems: Sequence[str], seconds: float
+    figures: Mapping[str, Mapping[str, Any]],
+    plan: Plan,
+    problems: Sequence[str],
+    seconds: float,
+    probes: Mapping[str, Mapping[str, float]],
 ) -> None:
     names = list(figures)
     rows = []
@@ -395,6 +402,12 @@ def print_report(
     print(
         f"\ncode: commit {source['commit']}, uncommitted changes under django_tasks/: "
         f"{source['django_tasks_changes']}"
+    )
+    start, end = probes["start"], probes["end"]
+    print(
+        f"machine probe, start / end: Python loop {start['python_loop_us']} / "
+        f"{end['python_loop_us']} µs, fsync {start['fsync_ms']} / {end['fsync_ms']} ms "
+        "(see machine_probe; compare only runs whose probes agree)"
     )
     print(f"queue benchmark took {seconds:.0f} s")
     if problems:

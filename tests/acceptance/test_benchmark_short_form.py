@@ -1,0 +1,58 @@
+"""The queue benchmark's short form, end to end: its checks must pass, its speed is not judged.
+
+It makes its own SQLite database and starts real `db_worker` processes, so it runs once,
+in the SQLite pass. Speed is reported by `./dev bench`, never asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+
+from tests.acceptance.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(
+    connection.vendor != "sqlite",
+    reason="the benchmark makes its own SQLite database: runs once, in the SQLite pass",
+)
+
+FIGURES = (
+    "single_enqueue_3",
+    "single_enqueue_10",
+    "bulk_enqueue_3",
+    "bulk_enqueue_10",
+    "drain_1",
+    "drain_2",
+    "inprocess_drain",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "worker_empty_s",
+)
+
+
+def test_queue_benchmark__short_form_measures_every_figure_and_finds_no_problem(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    command = [sys.executable, "-m", "tests.benchmarks", "queue", "--quick", "--databases"]
+    done = subprocess.run(
+        [*command, "sqlite", "--json", str(out)],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    queue = json.loads(out.read_text(encoding="utf-8"))["queue"]
+    # Problems include a task run twice or never, and warnings in a worker's log.
+    assert queue["problems"] == []
+    figures = queue["databases"]["sqlite"]
+    assert {name: figures[name]["median"] > 0 for name in FIGURES} == dict.fromkeys(FIGURES, True)
+    assert "machine probe, start / end" in done.stdout
