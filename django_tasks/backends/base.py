@@ -338,15 +338,6 @@ def collection_paused() -> Iterator[None]:
     signal receiver or a database round trip. The switch is process-wide: overlapping
     pauses (other threads) are counted, and collection resumes when the last one ends,
     unless it was already off when the first began.
-
-    When it resumes, the objects made meanwhile (and any other young ones) join the
-    oldest generation at once, with `gc.freeze()` then `gc.unfreeze()`, which moves them
-    without looking at them: left young, the first allocation after the pause would
-    start a young collection over every one of them, the same wasted scan (3 to 11 ms
-    after a 10,000-call batch). A cycle among them is freed by the next full collection
-    instead of a young one. A process that keeps objects frozen itself (`gc.freeze()`
-    before forking workers) is left as it is: unfreezing would release its objects, so
-    there the young collection runs.
     """
     global _pauses, _resume_collection
     with _pause_lock:
@@ -360,7 +351,4 @@ def collection_paused() -> Iterator[None]:
         with _pause_lock:
             _pauses -= 1
             if _pauses == 0 and _resume_collection:
-                if gc.get_freeze_count() == 0:
-                    gc.freeze()
-                    gc.unfreeze()
                 gc.enable()

@@ -6,7 +6,6 @@ import dataclasses
 import gc
 import time
 import uuid
-import weakref
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Annotated, Any
 
@@ -285,45 +284,3 @@ def test_bind__maps_a_call_to_parameters_as_python_does(args: list[int], kwargs:
         bound = None
 
     assert bound == expected
-
-
-def test_collection_paused__hands_what_it_made_to_the_oldest_generation():
-    from django_tasks.backends.base import collection_paused
-
-    with collection_paused():
-        made = [[n] for n in range(2000)]
-
-    assert gc.get_count()[0] < 100  # no young collection is due over them
-    assert not any(obj is made for obj in gc.get_objects(generation=0))
-    assert any(obj is made for obj in gc.get_objects(generation=2))
-
-
-def test_collection_paused__a_cycle_made_in_it_is_still_collected():
-    from django_tasks.backends.base import collection_paused
-
-    class Node:
-        pass
-
-    with collection_paused():
-        node = Node()
-        node.self = node  # type: ignore[attr-defined]
-        gone = weakref.ref(node)
-        del node
-
-    assert gone() is not None  # a cycle: only the collector frees it
-    gc.collect()
-    assert gone() is None
-
-
-def test_collection_paused__leaves_objects_the_process_froze_frozen():
-    from django_tasks.backends.base import collection_paused
-
-    gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        with collection_paused():
-            made = [[n] for n in range(100)]
-        assert gc.get_freeze_count() == frozen
-        assert not any(obj is made for obj in gc.get_objects(generation=2))
-    finally:
-        gc.unfreeze()

@@ -91,9 +91,11 @@ def _insert_values(connection: Any, cursor: Any, groups: Groups) -> None:
     """SQLite: one INSERT per `CHUNK` rows, each row binding its id and arguments.
 
     A statement binds two values a row, within the connection's limit on bound values
-    (32,766 by default since SQLite 3.32, 999 before).
+    (32,766 by default since SQLite 3.32, 999 before; 999 is assumed where the driver
+    cannot tell).
     """
-    limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    getlimit = getattr(connection.connection, "getlimit", None)  # not on every driver
+    limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 999
     chunk = max(1, min(CHUNK, limit // 2))
     for shared, calls in groups:
         literals = _written(shared, null="NULL", text=_sqlite_literal)
