@@ -58,12 +58,6 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
 
 
-def half_seconds(warm: list[Sample]) -> list[float]:
-    """Return how long each half of the warm samples lasted, as the rates split them."""
-    half = len(warm) // 2
-    return [part[-1].seconds - part[0].seconds for part in (warm[: half + 1], warm[half:])]
-
-
 def enqueue(count: int) -> None:
     task = reliability_tasks.churn.using(backend="database")
     for first in range(0, count, 10_000):
@@ -93,11 +87,12 @@ def test_memory_and_time__one_worker_keeps_flat_rss_and_connections(fleet, plan,
     warm = [sample for sample in samples if sample.done >= WARM_UP * count]
     kb_per_10k = slope([(s.done, s.rss_kb) for s in warm]) * 10_000 if len(warm) > 2 else 0.0
     half = len(warm) // 2
-    rates = [
-        (part[-1].done - part[0].done) / (part[-1].seconds - part[0].seconds)
+    timed = [
+        (part[-1].done - part[0].done, part[-1].seconds - part[0].seconds)
         for part in (warm[: half + 1], warm[half:])
         if len(part) > 1 and part[-1].seconds > part[0].seconds
     ]
+    rates = [tasks / seconds for tasks, seconds in timed]
     connections = sorted({sample.connections for sample in samples})
     report.add(
         f"memory and time: one worker runs {count:,} tasks",
@@ -123,5 +118,5 @@ def test_memory_and_time__one_worker_keeps_flat_rss_and_connections(fleet, plan,
     # first's rate. Judged only on halves of 5 s or more (the long form): the short
     # form's halves last about a second, in which this shared machine's own drift
     # alone once halved the rate (3,230 then 1,564 tasks/s, code that had passed).
-    if len(rates) == 2 and min(half_seconds(warm)) >= 5:
+    if len(timed) == 2 and min(seconds for _, seconds in timed) >= 5:
         assert rates[1] > rates[0] / 2, rates
