@@ -42,6 +42,19 @@ def needs_scan(annotation: Any) -> bool:
     return True
 
 
+def keys_only(annotation: Any) -> bool:
+    """Tell whether only the keys of `annotation`'s values need a scan: `dict[str, V]` where
+    `V` needs none. Such a dict is faithful when its keys are ASCII, checked at C speed."""
+    origin = typing.get_origin(annotation)
+    if origin in (NotRequired, Required):
+        return keys_only(typing.get_args(annotation)[0])
+    if origin not in _MAPPINGS:
+        return False
+    args = typing.get_args(annotation)
+    return len(args) == 2 and args[0] is str and not needs_scan(args[1])
+
+
+_MAPPINGS = frozenset({dict, abc.Mapping, abc.MutableMapping})
 _COLLECTIONS = frozenset(
     {list, tuple, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet}
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import gc
 import time
 import uuid
@@ -120,6 +121,129 @@ def test_bind_calls__as_tuples_equals_bind_call_for_each(
         assert [orjson.dumps(b.payload) for b in bound] == [
             orjson.dumps(s.payload) for s in singles
         ]
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+def plain(
+    a: int,
+    b: str,
+    when: datetime,
+    *,
+    tags: list[str],
+    scores: dict[str, float],
+    note: str | None = None,
+) -> None:
+    """Every parameter but `when` is its own JSON form: bulk enqueues skip their dump."""
+
+
+def all_plain(a: int, /, b: str | None, *, tags: list[dict[str, int]], ratio: float = 1.0) -> None:
+    """Every parameter is its own JSON form: no call is dumped."""
+
+
+PLAIN_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "a": st.integers(-(2**53), 2**53) | st.just(Level.LOW),
+    "b": st.text(max_size=5) | st.just(Colour.RED),
+    "when": st.datetimes(timezones=st.just(UTC)),
+    "tags": st.lists(st.text(max_size=3) | st.just(Colour.RED), max_size=3),
+    "scores": st.dictionaries(
+        st.text(max_size=3), st.floats(allow_nan=False) | st.integers(0, 9), max_size=2
+    ),
+    "note": st.none() | st.text(max_size=3),
+}
+ALL_PLAIN_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "a": st.integers(-(2**53), 2**53) | st.just(Level.LOW),
+    "b": st.none() | st.text(max_size=5) | st.just(Colour.RED),
+    "tags": st.lists(st.dictionaries(st.text(max_size=2), st.integers(0, 9), max_size=2)),
+    "ratio": st.floats(allow_nan=False, allow_infinity=False) | st.just(Level.LOW),
+}
+PLAIN_CASES = [
+    (TaskSignature(plain, takes_context=False, task_path="plain"), PLAIN_VALUES),
+    (TaskSignature(all_plain, takes_context=False, task_path="all_plain"), ALL_PLAIN_VALUES),
+]
+
+
+@st.composite
+def plain_calls(
+    draw: st.DrawFn, values_by_name: dict[str, st.SearchStrategy[Any]]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A call that passes every parameter, some positionally (as Python allows), or a bad one."""
+    values = {name: draw(strategy) for name, strategy in values_by_name.items()}
+    if draw(st.integers(0, 9)) == 0:
+        values[draw(st.sampled_from(sorted(values)))] = object()
+    names = list(values)
+    positional = draw(st.integers(1, 3 if "when" in values else 2))
+    return tuple(values[name] for name in names[:positional]), {
+        name: values[name] for name in names[positional:]
+    }
+
+
+@pytest.mark.parametrize(("signature", "values_by_name"), PLAIN_CASES, ids=["plain", "all_plain"])
+@given(data=st.data())
+def test_bind_calls__plain_values_skip_the_dump_and_give_its_json(
+    signature: TaskSignature, values_by_name: dict[str, st.SearchStrategy[Any]], data: st.DataObject
+):
+    # All calls alike (validated as split tuples), or each passing its own number positionally
+    # (validated as rows).
+    calls = data.draw(st.lists(plain_calls(values_by_name), max_size=6))
+    try:
+        bound: list[Any] | str = signature.bind_calls(calls)
+    except InvalidTaskError:
+        bound = "invalid"
+    try:
+        singles: list[Any] | str = [signature.bind_call(a, k) for a, k in calls]
+    except InvalidTaskError:
+        singles = "invalid"
+
+    assert bound == singles
+    if isinstance(bound, str):
+        return
+    models = signature.build()
+    for call, (args, _) in zip(bound, calls, strict=True):
+        # What pydantic's own dump gives, split as the call was passed.
+        dumped = list(
+            models.dump_arguments(
+                models.validate_arguments(
+                    dict(zip(signature.names, [*call.args, *call.kwargs.values()], strict=True))
+                ),
+                mode="json",
+            ).items()
+        )
+        expected = {
+            "args": [v for _, v in dumped[: len(args)]],
+            "kwargs": dict(dumped[len(args) :]),
+        }
+        assert orjson.dumps(call.payload) == orjson.dumps(expected)
+        # Enum members came out as plain values, in the arguments and the payload.
+        assert type(call.args[0]) is int
+        assert all(type(v) is not Level and type(v) is not Colour for v in call.kwargs.values())
+
+
+def test_models__which_parameters_are_their_own_json_form():
+    plain_models = PLAIN_CASES[0][0].build()
+
+    assert plain_models.native == (True, True, False, True, True, True)
+    assert not plain_models.all_native
+    assert PLAIN_CASES[1][0].build().all_native
+    assert not FIXED.build().all_native  # Annotated may change how a value is written
+    assert not KINDS.build().all_native  # *rest and **extra
+
+
+def test_bind_calls__a_lone_surrogate_dict_key_is_refused_with_ascii_keys_let_through():
+    signature = PLAIN_CASES[0][0]
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    good = ((1, "x", when), {"tags": [], "scores": {"a": 1.0, "é": 2.0}, "note": None})
+    bad = ((1, "x", when), {"tags": [], "scores": {"\ud800": 1.0}, "note": None})
+
+    assert signature.bind_calls([good, good])[1].payload["kwargs"]["scores"] == {"a": 1.0, "é": 2.0}
+    with pytest.raises(InvalidTaskError, match=r"(?s)call 1: .*not valid Unicode text"):
+        signature.bind_calls([good, bad])
 
 
 def test_bind_calls__tuples_only_for_calls_that_pass_every_parameter():
