@@ -65,3 +65,5 @@ def test_queue_benchmark__short_form_measures_every_figure_and_finds_no_problem(
     figures = queue["databases"]["sqlite"]
     assert {name: figures[name]["median"] > 0 for name in FIGURES} == dict.fromkeys(FIGURES, True)
     assert "machine probe, start / end" in stdout
+    assert "times the issue's machine" in stdout
+    assert all(probe["sqlite_inserts_per_s"] > 0 for probe in queue["machine_probe"].values())

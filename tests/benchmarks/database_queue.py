@@ -45,7 +45,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.benchmarks._harness import BenchSettings, environment, machine_probe, table
+from tests.benchmarks._harness import (
+    SQLITE_INSERTS_IN_ISSUE,
+    BenchSettings,
+    environment,
+    machine_probe,
+    table,
+)
 from tests.benchmarks._queue_measure import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -408,6 +414,13 @@ def print_report(
         f"machine probe, start / end: Python loop {start['python_loop_us']} / "
         f"{end['python_loop_us']} µs, fsync {start['fsync_ms']} / {end['fsync_ms']} ms "
         "(see machine_probe; compare only runs whose probes agree)"
+    )
+    inserts = [probe["sqlite_inserts_per_s"] for probe in (start, end)]
+    low, high = (rate / SQLITE_INSERTS_IN_ISSUE for rate in sorted(inserts))
+    print(
+        f"SQLite autocommit INSERTs/s, start / end: {inserts[0]:,} / {inserts[1]:,}: "
+        f"{low:.2f} to {high:.2f} times the issue's machine ({SQLITE_INSERTS_IN_ISSUE:,}/s), "
+        "for which its targets are set"
     )
     print(f"queue benchmark took {seconds:.0f} s")
     if problems:
