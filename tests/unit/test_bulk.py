@@ -369,6 +369,30 @@ def test_enqueue_many__resumes_the_collector_when_a_call_is_invalid():
     assert gc.isenabled()
 
 
+def test_enqueue_many__reads_the_callers_generator_in_the_pause():
+    collecting = []
+
+    def calls():
+        for number in range(3):
+            collecting.append(gc.isenabled())
+            yield tasks.add.arguments(number, 1)
+
+    assert [r.args for r in tasks.add.enqueue_many(calls())] == [[0, 1], [1, 1], [2, 1]]
+    assert collecting == [False, False, False]
+    assert gc.isenabled()
+
+
+def test_enqueue_many__resumes_the_collector_when_the_callers_generator_raises():
+    def calls():
+        yield tasks.add.arguments(1, 1)
+        raise LookupError("no more orders")
+
+    with pytest.raises(LookupError):
+        tasks.add.enqueue_many(calls())
+
+    assert gc.isenabled()
+
+
 def test_evolve__equals_dataclasses_replace():
     now = datetime(2026, 11, 24, tzinfo=UTC)
     result = ready_result(tasks.add, "id-1", [1, 2], {}, "default", now)
