@@ -11,6 +11,7 @@ models at startup, so such errors still surface before the first request.
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import operator
 import types
@@ -633,9 +634,13 @@ class TaskSignature:
                 calls if type(calls) is list else list(calls), strict=True
             )
             if positions:
-                self._refuse_unfaithful_values(
-                    (args[index] if index < passed else kwargs[name], name)
-                    for args, kwargs in split
+                self._refuse_unfaithful_columns(
+                    (
+                        [args[index] for args, _ in split]
+                        if index < passed
+                        else [kwargs[name] for _, kwargs in split],
+                        name,
+                    )
                     for index, name in positions
                 )
             if all(models.native[passed:]):
@@ -654,8 +659,8 @@ class TaskSignature:
             return None
         validated: list[tuple[Any, ...]] = models.rows.validate_python(rows, strict=True)
         if positions:
-            self._refuse_unfaithful_values(
-                (row[index], name) for row in validated for index, name in positions
+            self._refuse_unfaithful_columns(
+                ([row[index] for row in validated], name) for index, name in positions
             )
         if models.all_native:  # the values are their own JSON form: no dump
             return self._split_rows(calls, validated, None, may_hold_nan)
@@ -827,6 +832,25 @@ class TaskSignature:
         self._refuse_unfaithful_values(
             (values.get(name), name) for values in validated for name in names
         )
+
+    def _refuse_unfaithful_columns(self, columns: Iterable[tuple[list[Any], str]]) -> None:
+        """Refuse as `_refuse_unfaithful_values` does, given one parameter's values at a time.
+
+        A column of UTC or naive datetimes, or of `dict[str, V]` with ASCII keys (see
+        `_Models.keys_only`), passes in one sweep; any other is checked value by value.
+        """
+        keys_only = (self._models or self.build()).keys_only
+        is_faithful_datetime = _fidelity.is_faithful_datetime
+        for values, name in columns:
+            if name in keys_only:
+                try:
+                    if "".join(itertools.chain.from_iterable(values)).isascii():
+                        continue
+                except TypeError:  # a key that is not text: the scan says why
+                    pass
+            elif all(map(is_faithful_datetime, values)):
+                continue
+            self._refuse_unfaithful_values((value, name) for value in values)
 
     def _refuse_unfaithful_values(self, named_values: Iterable[tuple[Any, str]]) -> None:
         """Raise `InvalidTask` for the first value JSON would change; each comes with its name."""
