@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from django_tasks import _signatures, exceptions, serializers
 
 
@@ -90,8 +92,10 @@ def dumps_calls(
     checked here, in one loop; any other (NaN-capable models, non-ASCII text) goes
     through `dumps_call`, which encodes it again.
     """
-    dumps = serializer.dumps
+    # The default codec's method only calls orjson: call it directly, once per call.
+    dumps = orjson.dumps if type(serializer) is serializers.OrjsonSerializer else serializer.dumps
     encoded: list[bytes | str] = []
+    append = encoded.append
     problems: list[_signatures.Problem] = []
     for index, bound in enumerate(calls):
         if not bound.may_hold_nan:
@@ -100,10 +104,14 @@ def dumps_calls(
             except (TypeError, ValueError):
                 pass
             else:
-                # Non-ASCII text needs `_encode`'s surrogate check: `dumps_call` runs it.
-                usual = type(data) is bytes or data.isascii()
-                if usual and not _has_nul_escape(data):
-                    encoded.append(data)
+                # `_has_nul_escape` inlined. Non-ASCII text needs `_encode`'s surrogate
+                # check: `dumps_call` runs it.
+                if type(data) is bytes:
+                    if b"\\u0000" not in data:
+                        append(data)
+                        continue
+                elif data.isascii() and "\\u0000" not in data:
+                    append(data)
                     continue
         try:
             encoded.append(dumps_call(task_path, bound, serializer))
