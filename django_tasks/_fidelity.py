@@ -44,14 +44,26 @@ def needs_scan(annotation: Any) -> bool:
 
 def keys_only(annotation: Any) -> bool:
     """Tell whether only the keys of `annotation`'s values need a scan: `dict[str, V]` where
-    `V` needs none. Such a dict is faithful when its keys are ASCII, checked at C speed."""
+    `V` needs none and has no `Annotated` (whose validators may return anything). Such a
+    dict is faithful when its keys are ASCII, checked at C speed."""
     origin = typing.get_origin(annotation)
     if origin in (NotRequired, Required):
         return keys_only(typing.get_args(annotation)[0])
     if origin not in _MAPPINGS:
         return False
     args = typing.get_args(annotation)
-    return len(args) == 2 and args[0] is str and not needs_scan(args[1])
+    return (
+        len(args) == 2
+        and args[0] is str
+        and not needs_scan(args[1])
+        and not _has_annotated(args[1])
+    )
+
+
+def _has_annotated(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is Annotated:
+        return True
+    return any(_has_annotated(arg) for arg in typing.get_args(annotation))
 
 
 _MAPPINGS = frozenset({dict, abc.Mapping, abc.MutableMapping})

@@ -106,7 +106,7 @@ def dumps_calls(
             else:
                 # `_has_nul_escape` inlined. Non-ASCII text needs `_encode`'s surrogate
                 # check: `dumps_call` runs it.
-                if type(data) is bytes:
+                if isinstance(data, bytes):
                     if b"\\u0000" not in data:
                         append(data)
                         continue

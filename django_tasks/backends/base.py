@@ -337,9 +337,11 @@ def collection_paused() -> Iterator[None]:
     process's heap, which for a Django project made them 40% of a 10,000-call
     `enqueue_many`. Reference counting still frees everything as usual. Inside a pause
     run the caller's iterable of calls, validation and the library's own code
-    (serialization, building rows); never a task, a signal receiver or a statement of the
-    library's. Cyclic garbage made meanwhile waits for the pause's end. The switch is
-    process-wide: overlapping
+    (serialization, building rows): the library runs no task, signal receiver or
+    statement of its own there. Whatever the caller's iterable runs (a query, even a
+    nested enqueue on a backend that runs tasks at once) runs paused too, and cyclic
+    garbage made meanwhile waits for the pause's end. The switch is process-wide:
+    overlapping
     pauses (other threads) are counted, and collection resumes when the last one ends,
     unless it was already off when the first began.
     """

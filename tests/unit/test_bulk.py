@@ -14,9 +14,9 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import Field
+from pydantic import Field, PlainValidator
 
-from django_tasks import InvalidTaskError, TaskResult, TaskResultStatus, _ids
+from django_tasks import InvalidTaskError, TaskResult, TaskResultStatus, _ids, _serialization
 from django_tasks._signatures import TaskSignature
 from django_tasks.results import ready_result
 from tests import tasks
@@ -69,6 +69,7 @@ FIXED_VALUES = {
     "scores": st.dictionaries(st.text(max_size=3), st.integers(-(2**53), 2**53), max_size=2),
     "level": st.integers(0, 3),
 }
+FIXED_KEYWORDS = {"tags": ["a"], "scores": {"k": 1}, "level": 2}
 FIXED_INVALID = {  # a wrong type, an offset JSON would round, a value under the bound
     "a": "1",
     "when": datetime(2026, 1, 1, tzinfo=timezone(timedelta(seconds=30))),
@@ -244,6 +245,43 @@ def test_bind_calls__a_lone_surrogate_dict_key_is_refused_with_ascii_keys_let_th
     assert signature.bind_calls([good, good])[1].payload["kwargs"]["scores"] == {"a": 1.0, "é": 2.0}
     with pytest.raises(InvalidTaskError, match=r"(?s)call 1: .*not valid Unicode text"):
         signature.bind_calls([good, bad])
+
+
+def test_bind_calls__a_dict_of_annotated_values_has_its_values_checked_too():
+    # A validator may return anything: here a datetime JSON would round to the minute.
+    def loose(a: dict[str, Annotated[int, PlainValidator(lambda value: value)]]) -> None: ...
+
+    signature = TaskSignature(loose, takes_context=False, task_path="loose")
+    odd = {"a": datetime(2026, 1, 1, tzinfo=timezone(timedelta(seconds=30)))}
+
+    assert not signature.build().keys_only
+    with pytest.raises(InvalidTaskError, match="UTC offset 0:00:30 has seconds"):
+        signature.bind_call((odd,), {})
+    with pytest.raises(InvalidTaskError, match="UTC offset 0:00:30 has seconds"):
+        signature.bind_calls([((odd,), {}), ((odd,), {})])
+
+
+class _Bytes(bytes):
+    pass
+
+
+class BytesSubclassSerializer:
+    """A project's codec whose bytes are a subclass of `bytes`."""
+
+    def dumps(self, value: Any) -> bytes:
+        return _Bytes(orjson.dumps(value))
+
+    def loads(self, data: bytes | str) -> Any:
+        return orjson.loads(data)
+
+
+def test_dumps_calls__takes_a_bytes_subclass_as_bytes():
+    bound = FIXED.bind_calls([((1, "x", datetime(2026, 1, 1, tzinfo=UTC)), FIXED_KEYWORDS)])
+
+    encoded, problems = _serialization.dumps_calls("fixed", bound, BytesSubclassSerializer())
+
+    assert problems == []
+    assert [orjson.loads(bytes(data)) for data in encoded] == [bound[0].payload]
 
 
 def test_bind_calls__tuples_only_for_calls_that_pass_every_parameter():
