@@ -341,9 +341,8 @@ def collection_paused() -> Iterator[None]:
     statement of its own there. Whatever the caller's iterable runs (a query, even a
     nested enqueue on a backend that runs tasks at once) runs paused too, and cyclic
     garbage made meanwhile waits for the pause's end. The switch is process-wide:
-    overlapping
-    pauses (other threads) are counted, and collection resumes when the last one ends,
-    unless it was already off when the first began.
+    overlapping pauses (other threads) are counted, and collection resumes when the last
+    one ends, unless it was already off when the first began.
     """
     global _pauses, _resume_collection
     with _pause_lock:
