@@ -51,7 +51,7 @@ def start(
         last_attempted_at=now,
         worker_ids=[*result.worker_ids, worker_id],
     )
-    signals.task_started.send_robust(type(backend), task_result=running)
+    signals.send_started(type(backend), running)
     return running
 
 
@@ -62,7 +62,7 @@ def fail(backend: BaseTaskBackend, result: results.TaskResult[T], error: BaseExc
         finished_at=timezone.now(),
         errors=[*result.errors, results.TaskError.from_exception(error)],
     )
-    signals.task_finished.send_robust(type(backend), task_result=failed)
+    signals.send_finished(type(backend), failed)
     return Outcome(failed, None)
 
 
@@ -75,7 +75,7 @@ def retry(
         status=results.TaskResultStatus.READY,
         errors=[*result.errors, results.TaskError.from_exception(error)],
     )
-    signals.task_retried.send_robust(type(backend), task_result=waiting, retry_at=retry_at)
+    signals.send_retried(type(backend), waiting, retry_at)
     return Outcome(waiting, None, retry_at)
 
 
@@ -131,5 +131,5 @@ def execute(
         _return_value=returned,
         **decoded,
     )
-    signals.task_finished.send_robust(type(backend), task_result=succeeded)
+    signals.send_finished(type(backend), succeeded)
     return Outcome(succeeded, return_data)

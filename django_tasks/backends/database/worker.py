@@ -539,7 +539,7 @@ class Worker:
             failure = dataclasses.asdict(results.TaskError.from_exception(error))
             errors = [*row.errors, failure]
             return self._finished(row, start, started_at, "FAILED", None, errors, None)
-        signals.task_started.send_robust(type(self.backend), task_result=running)
+        signals.send_started(type(self.backend), running)
         try:
             outcome = _execution.execute(
                 self.backend,
