@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import types
 import typing
 from collections import abc
@@ -58,6 +59,18 @@ def keys_only(annotation: Any) -> bool:
         and not needs_scan(args[1])
         and not _has_annotated(args[1])
     )
+
+
+def ascii_keys(mappings: typing.Iterable[Any]) -> bool:
+    """Tell whether every key of every mapping is ASCII text, in one C-speed sweep.
+
+    ASCII keys hold no lone surrogate; False (not a proof of a problem) when some key is
+    not, or is not text: `find_unfaithful` then says which and why.
+    """
+    try:
+        return "".join(itertools.chain.from_iterable(mappings)).isascii()
+    except TypeError:
+        return False
 
 
 def _has_annotated(annotation: Any) -> bool:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from django_tasks import _signatures, exceptions, serializers
 
 
@@ -92,10 +90,8 @@ def dumps_calls(
     checked here, in one loop; any other (NaN-capable models, non-ASCII text) goes
     through `dumps_call`, which encodes it again.
     """
-    # The default codec's method only calls orjson: call it directly, once per call.
-    dumps = orjson.dumps if type(serializer) is serializers.OrjsonSerializer else serializer.dumps
+    dumps = serializer.dumps
     encoded: list[bytes | str] = []
-    append = encoded.append
     problems: list[_signatures.Problem] = []
     for index, bound in enumerate(calls):
         if not bound.may_hold_nan:
@@ -104,14 +100,10 @@ def dumps_calls(
             except (TypeError, ValueError):
                 pass
             else:
-                # `_has_nul_escape` inlined. Non-ASCII text needs `_encode`'s surrogate
-                # check: `dumps_call` runs it.
-                if isinstance(data, bytes):
-                    if b"\\u0000" not in data:
-                        append(data)
-                        continue
-                elif data.isascii() and "\\u0000" not in data:
-                    append(data)
+                # Non-ASCII text needs `_encode`'s surrogate check: `dumps_call` runs it.
+                usual = isinstance(data, bytes) or data.isascii()
+                if usual and not _has_nul_escape(data):
+                    encoded.append(data)
                     continue
         try:
             encoded.append(dumps_call(task_path, bound, serializer))

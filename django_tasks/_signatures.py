@@ -11,7 +11,6 @@ models at startup, so such errors still surface before the first request.
 from __future__ import annotations
 
 import inspect
-import itertools
 import math
 import operator
 import types
@@ -843,11 +842,8 @@ class TaskSignature:
         is_faithful_datetime = _fidelity.is_faithful_datetime
         for values, name in columns:
             if name in keys_only:
-                try:
-                    if "".join(itertools.chain.from_iterable(values)).isascii():
-                        continue
-                except TypeError:  # a key that is not text: the scan says why
-                    pass
+                if _fidelity.ascii_keys(values):
+                    continue
             elif all(map(is_faithful_datetime, values)):
                 continue
             self._refuse_unfaithful_values((value, name) for value in values)
@@ -859,12 +855,8 @@ class TaskSignature:
         for value, name in named_values:
             if type(value) in scalars or is_faithful_datetime(value):
                 continue
-            if name in keys_only and type(value) is dict:
-                try:
-                    if "".join(value).isascii():
-                        continue
-                except TypeError:  # a key that is not text: the scan says why
-                    pass
+            if name in keys_only and type(value) is dict and _fidelity.ascii_keys((value,)):
+                continue
             problem = _fidelity.find_unfaithful(value, name)
             if problem is None:
                 continue
