@@ -304,6 +304,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     """Measure every database asked for, print the table, and return the numbers."""
     plan = plan_for(settings)
     started = time.perf_counter()
+    compiled = compile_project()
     load = {"start": os.getloadavg()}
     warn_if_busy(load["start"][0])
     probes = {"start": machine_probe()}
@@ -334,12 +335,44 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         "load_average": load,
         "machine_probe": probes,
         "source": source_state(),
+        "compiled_modules": compiled,
         "targets": {row.key: dict(row.targets) for row in ROWS if row.targets},
         "databases": figures,
         "meets_targets": meets_targets(figures),
         "problems": problems,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def compile_project() -> int:
+    """Write the bytecode of the library and the test project, as an installed project has.
+
+    A worker otherwise compiles every one of their modules from source at each start when
+    no `__pycache__` can be written (`PYTHONDONTWRITEBYTECODE`, read-only checkouts): about
+    0.25 s of a 0.7 s start, measured, that a project installed from a wheel or deployed
+    with `compileall` never pays. Their dependencies' bytecode was written when pip
+    installed them. Returns how many modules were compiled (0 when all were current).
+    """
+    import compileall
+    import io
+    from contextlib import redirect_stdout
+
+    before = {path: path.stat().st_mtime for path in _bytecode_files()}
+    with redirect_stdout(io.StringIO()):
+        for directory in ("django_tasks", "tests"):
+            compileall.compile_dir(ROOT / directory, quiet=1)
+    after = {path: path.stat().st_mtime for path in _bytecode_files()}
+    compiled = sum(1 for path, mtime in after.items() if before.get(path) != mtime)
+    print(f"bytecode: {compiled} module(s) of django_tasks/ and tests/ compiled for the workers")
+    return compiled
+
+
+def _bytecode_files() -> list[Path]:
+    return [
+        path
+        for directory in ("django_tasks", "tests")
+        for path in (ROOT / directory).rglob("*.pyc")
+    ]
 
 
 def _exit_on_signal(number: int, frame: Any) -> None:
