@@ -516,9 +516,74 @@ def test_enqueue_many__stores_the_columns_a_single_enqueue_stores(backend, setti
     ]
 
 
+def bound_values_of_each_insert(run: Any) -> list[int]:
+    """Run `run()` and return how many values each INSERT it executed bound.
+
+    Other statements (MySQL's session set-up on a new connection) are left out.
+    """
+    counts: list[int] = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith("INSERT"):
+            counts.append(len(params or ()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        run()
+    return counts
+
+
+def test_enqueue__binds_only_the_id_times_and_arguments(backend):
+    task = on_database(tasks.add, priority=3)
+
+    counts = bound_values_of_each_insert(lambda: task.enqueue(1, 2))
+
+    assert counts == [4]  # id, ready_at, enqueued_at, args_kwargs: the rest are literals
+
+
+# Quotes and percent signs have a literal form everywhere; a backslash only on SQLite
+# (elsewhere it may be an escape character), so the others bind every column for it.
+@pytest.mark.parametrize("name", ["it's 50%s %% o'clock", AWKWARD], ids=["quotes", "backslash"])
+def test_enqueue__stores_awkward_shared_columns_as_given(backend, settings, name):
+    database = settings.TASKS["database"]
+    settings.TASKS = {**settings.TASKS, name: {**database, "QUEUES": [name]}}
+    policy = RetryPolicy(max_attempts=3, delay=timedelta(seconds=2))
+    task = tasks.add.using(backend=name, queue_name=name, priority=-4, retry=policy)
+
+    [row] = stored_rows([task.enqueue(1, 2)])
+    [delayed] = stored_rows([task.using(run_after=timedelta(hours=1)).enqueue(3, 4)])
+
+    assert (row["backend_name"], row["queue_name"], row["priority"]) == (name, name, -4)
+    assert (row["status"], row["errors"], row["worker_ids"]) == ("READY", [], [])
+    assert row["retry"]["max_attempts"] == 3
+    assert row["run_after"] is None
+    assert row["ready_at"] == row["enqueued_at"]
+    assert json.loads(row["args_kwargs"]) == {"args": [1, 2], "kwargs": {}}
+    assert delayed["ready_at"] == delayed["run_after"]
+    assert abs(delayed["run_after"] - delayed["enqueued_at"] - timedelta(hours=1)) < timedelta(
+        seconds=5
+    )
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL session setting")
+def test_enqueue__stores_a_backslash_where_it_is_an_escape_character(backend, settings):
+    name = "back\\slash\\n"
+    database = settings.TASKS["database"]
+    settings.TASKS = {**settings.TASKS, "database": {**database, "QUEUES": [name]}}
+    with connection.cursor() as cursor:
+        cursor.execute("SET standard_conforming_strings = off")
+    try:
+        [row] = stored_rows([on_database(tasks.add, queue_name=name).enqueue(1, 2)])
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET standard_conforming_strings")
+
+    assert row["queue_name"] == name
+
+
 @pytest.mark.skipif(
     connection.vendor != "sqlite",
-    reason="only SQLite writes shared columns as literals; the others always bind them",
+    reason="only SQLite can hold a NUL in text",
 )
 def test_enqueue_many__binds_a_shared_value_no_literal_can_hold(backend, settings):
     queue = "nul\x00queue"
@@ -527,8 +592,10 @@ def test_enqueue_many__binds_a_shared_value_no_literal_can_hold(backend, setting
     task = on_database(tasks.add, queue_name=queue)
 
     rows = stored_rows(task.enqueue_many([task.arguments(1, 2), task.arguments(3, 4)]))
+    [single] = stored_rows([task.enqueue(5, 6)])
 
     assert [row["queue_name"] for row in rows] == [queue, queue]
+    assert single["queue_name"] == queue
 
 
 @pytest.mark.skipif(
