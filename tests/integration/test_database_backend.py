@@ -760,6 +760,44 @@ def test_claim__rows_hold_what_the_orm_reads_back(backend, scope):
         assert row._state.db == stored._state.db
 
 
+def test_finish_many__writes_each_time_of_a_batch_as_given(backend, scope):
+    """Times are adapted once per value in a batch: equal times share it, and two times of
+    one zone that compare equal but differ in `fold` (an hour apart) each keep their own."""
+    task = on_database(tasks.add)
+    task.enqueue_many([task.arguments(1, 2), task.arguments(3, 4), task.arguments(5, 6)])
+    rows = claims.claim(scope, "w-1", 10, LEASE)
+    paris = ZoneInfo("Europe/Paris")
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=paris)  # CEST, 00:30 UTC
+    second = first.replace(fold=1)  # CET, 01:30 UTC
+    assert first == second
+    finished_at = [first, second, first]
+    outcomes = [
+        claims.Finished(
+            id=row.id,
+            status="SUCCESSFUL",
+            ready_at=row.ready_at,
+            started_at=row.started_at,
+            last_attempted_at=row.last_attempted_at,
+            finished_at=at,
+            return_value="3",
+            errors=[],
+            worker_ids=["w-1"],
+            claimed_at=row.last_attempted_at,
+        )
+        for row, at in zip(rows, finished_at, strict=True)
+    ]
+
+    assert claims.finish_many(scope, "w-1", outcomes) == 3
+
+    stored = {row.id: row for row in DBTaskResult.objects.filter(id__in=[r.id for r in rows])}
+    for row, at in zip(rows, finished_at, strict=True):
+        written = stored[row.id]
+        assert written.finished_at.astimezone(UTC) == at.astimezone(UTC)
+        assert (written.ready_at, written.started_at) == (row.ready_at, row.started_at)
+        assert written.status == "SUCCESSFUL"
+    assert len({row.ready_at for row in rows}) == 1  # one bulk enqueue: one ready time
+
+
 def test_claim__converters_leave_null_as_it_is():
     """`claims._instances` skips the converters of NULL values: each returns them as is."""
     table = DBTaskResult._meta.db_table

@@ -139,27 +139,39 @@ def _instances(
     converters Django applies (the database's, then the field's), found once per
     statement, run only on values that are not NULL (each of them returns NULL as it is), and
     `Model.from_db` for each row.
+
+    A time is converted once per statement for each value read: the rows of one bulk
+    enqueue share their `enqueued_at` and `ready_at`. Only times are shared between rows
+    so; a JSON column's list is each row's own, as the row may change it.
     """
     table = DBTaskResult._meta.db_table
     converters = []  # found per statement: they belong to this connection
     names = []
+    times: dict[Any, Any] = {}  # raw value -> converted; the time columns' only
     for index, field in enumerate(fields_by_name().values()):
         names.append(field.attname)
         column = field.get_col(table)
         found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
         if found:
-            converters.append((index, found, column))
+            converters.append((index, found, column, isinstance(field, DateTimeField)))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
     rows = []
     for values in map(list, fetched):
-        for index, found, column in converters:
+        for index, found, column, is_time in converters:
             value = values[index]
-            if value is not None:
-                for convert in found:
-                    value = convert(value, column, connection)
-                values[index] = value
+            if value is None:
+                continue
+            if is_time and value in times:
+                values[index] = times[value]
+                continue
+            raw = value
+            for convert in found:
+                value = convert(value, column, connection)
+            values[index] = value
+            if is_time:
+                times[raw] = value
         rows.append(DBTaskResult.from_db(alias, names, values))
     return rows
 
@@ -381,15 +393,29 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
     if connection.vendor == "postgresql":
         return _finish_many_postgresql(connection, finished, worker_id)
     fields = fields_by_name()
-    adapters = [(name, _adapter(fields[name], connection)) for name in _FINISHED_COLUMNS]
-    adapt_claim_time = _adapter(fields["last_attempted_at"], connection)
-    claim_times: dict[datetime, Any] = {}  # the rows of one claim share its time
+    adapted_times: dict[tuple[datetime, int], Any] = {}  # shared by all the time columns
 
-    def claim_time(value: datetime) -> Any:
-        if value not in claim_times:
-            claim_times[value] = adapt_claim_time(value)
-        return claim_times[value]
+    def memoized(adapt: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        # The rows of one claim share its time (their `started_at`, `last_attempted_at`
+        # and token), and those of one bulk enqueue their `ready_at`: each is adapted once.
+        # `fold` is part of the key: two times of one zone that differ only in it are
+        # equal, yet an hour apart.
+        def adapt_time(value: datetime | None) -> Any:
+            if value is None:
+                return None
+            key = (value, value.fold)
+            if key not in adapted_times:
+                adapted_times[key] = adapt(value)
+            return adapted_times[key]
 
+        return adapt_time
+
+    def adapter(name: str) -> Callable[[Any], Any]:
+        adapt = _adapter(fields[name], connection)
+        return memoized(adapt) if isinstance(fields[name], DateTimeField) else adapt
+
+    adapters = [(name, adapter(name)) for name in _FINISHED_COLUMNS]
+    claim_time = adapter("last_attempted_at")
     rows = [
         [*[adapt(getattr(item, name)) for name, adapt in adapters], claim_time(item.claimed_at)]
         for item in finished
