@@ -798,6 +798,35 @@ def test_finish_many__writes_each_time_of_a_batch_as_given(backend, scope):
     assert len({row.ready_at for row in rows}) == 1  # one bulk enqueue: one ready time
 
 
+@pytest.mark.parametrize("listening", [False, True], ids=["no receiver", "post_init receiver"])
+def test_claim__builds_models_as_from_db_does(backend, scope, listening):
+    """Claimed rows skip `Model.__init__` only while no `pre_init`/`post_init` receiver
+    listens for the model; a receiver sees every claimed row, as with the ORM."""
+    from django.db.models.signals import post_init
+
+    task = on_database(tasks.add)
+    task.enqueue_many([task.arguments(1, 2), task.arguments(3, 4)])
+    seen: list[Any] = []
+
+    def receiver(sender: Any, instance: Any, **kwargs: Any) -> None:
+        seen.append(instance)
+
+    if listening:
+        post_init.connect(receiver, sender=DBTaskResult)
+    try:
+        claimed = claims.claim(scope, "w-1", 10, LEASE)
+    finally:
+        post_init.disconnect(receiver, sender=DBTaskResult)
+
+    assert seen == (claimed if listening else [])
+    for row in claimed:
+        assert type(row) is DBTaskResult
+        assert (row._state.adding, row._state.db) == (False, scope.alias)
+        assert row.pk == row.id
+        row.save(update_fields=["priority"])  # a model the ORM can write, as from_db's
+    assert DBTaskResult.objects.filter(worker_id="w-1").count() == 2
+
+
 def test_claim__converters_leave_null_as_it_is():
     """`claims._instances` skips the converters of NULL values: each returns them as is."""
     table = DBTaskResult._meta.db_table
