@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection, connections
+from django.db import DatabaseError, OperationalError, connection, connections
 from django.test import override_settings
 from django.utils import timezone
 
@@ -120,6 +120,42 @@ def started(key: str, times: int = 1) -> Any:
 
 def errors_text() -> str:
     return "NEW.errors" if connection.vendor == "sqlite" else "NEW.errors::text"
+
+
+def test_graceful_stop__retries_handing_back_an_unstarted_row(monkeypatch, caplog):
+    """A hand-back that fails as a lost connection does is tried again, not left held.
+
+    On MariaDB the hand-back can be the victim of a deadlock (error 1213, an
+    `OperationalError`) with the worker's own lease renewal, which locks the same rows
+    through its index on `worker_id`. Held, the row would wait for its lease to expire
+    and come back with a lost attempt it never made.
+    """
+    caplog.set_level(logging.WARNING, logger="django_tasks")
+    real_release = claims.release
+    calls: list[int] = []
+
+    def release_refused_once(*args: Any, **kwargs: Any) -> int:
+        calls.append(len(args[2]))
+        if len(calls) == 1:
+            raise OperationalError("Deadlock found when trying to get lock (a test's)")
+        return real_release(*args, **kwargs)
+
+    monkeypatch.setattr(claims, "release", release_refused_once)
+    with database_backend() as backend:
+        first = tasks.slow.using(backend="default").enqueue("handback", 0.5)
+        second = tasks.record_run.using(backend="default").enqueue("never-started")
+        worker = Worker(backend, WorkerOptions(queues=None, prefetch=1, startup_delay=False))
+        with running(worker) as thread:
+            wait_for(started("handback"), timeout=10, what="the task to start")
+            worker.request_stop()
+            thread.join(20)
+
+    assert not thread.is_alive()
+    assert calls == [1, 1]
+    assert status_of(first) == TaskResultStatus.SUCCESSFUL
+    left = DBTaskResult.objects.get(id=second.id)
+    assert (left.status, left.worker_id, left.worker_ids, left.errors) == ("READY", None, [], [])
+    assert "database_unavailable action=release" in caplog.text
 
 
 @needs_triggers

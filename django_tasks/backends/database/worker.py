@@ -493,9 +493,17 @@ class Worker:
             self._add_finished(future.result())
 
     def _drain(self) -> None:
-        """After a stop request: hand back unstarted rows, wait for the running ones."""
+        """After a stop request: hand back unstarted rows, wait for the running ones.
+
+        The hand-back is retried until it is written (or a second signal stops the worker
+        at once): left held, each row would wait for its lease to expire, and come back
+        with a lost attempt it never made. On MariaDB it can lose a deadlock (error 1213)
+        to the worker's own lease renewal, which locks the same rows through another index.
+        """
         if self._pending:
-            self._database("release", claims.release, self.scope, self.worker_id, self._pending)
+            self._database(
+                "release", claims.release, self.scope, self.worker_id, self._pending, retry=True
+            )
             self._pending.clear()
         while self._running and not self.forced:
             self._collect(timeout=0.2)
