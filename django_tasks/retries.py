@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import sys
 from datetime import timedelta
@@ -34,9 +35,14 @@ class RetryPolicy:
             raise exceptions.InvalidTask(
                 f"RetryPolicy(max_attempts={self.max_attempts}) must allow at least 1 attempt."
             )
-        if self.delay < timedelta(0) or self.backoff < 1 or not 0 <= self.jitter < 1:
+        if (
+            self.delay < timedelta(0)
+            or not 1 <= self.backoff < math.inf
+            or not 0 <= self.jitter < 1
+        ):
+            # `not 1 <= backoff < inf` also turns down NaN, which JSON cannot hold.
             raise exceptions.InvalidTask(
-                "RetryPolicy needs delay >= 0, backoff >= 1 and 0 <= jitter < 1 "
+                "RetryPolicy needs delay >= 0, a finite backoff >= 1 and 0 <= jitter < 1 "
                 f"(got delay={self.delay}, backoff={self.backoff}, jitter={self.jitter})."
             )
 

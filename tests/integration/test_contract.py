@@ -7,6 +7,7 @@ backends; the database runs come to an end through a real worker, in this proces
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -235,6 +236,12 @@ def test_dummy__clear_forgets_everything(dummy):
 def test_using__invalid_options_are_rejected(immediate, make, message):
     with pytest.raises(InvalidTaskError, match=message):
         make()
+
+
+@pytest.mark.parametrize("backoff", [math.inf, math.nan, 0.5])
+def test_retry_policy__backoff_must_be_finite_and_at_least_1(backoff):
+    with pytest.raises(InvalidTaskError, match="a finite backoff >= 1"):
+        RetryPolicy(max_attempts=3, backoff=backoff)
 
 
 def test_run_after__must_be_aware(dummy):

@@ -565,6 +565,18 @@ def test_enqueue__stores_awkward_shared_columns_as_given(backend, settings, name
     )
 
 
+def test_enqueue__stores_a_policy_whose_attempts_exceed_64_bits(backend):
+    """orjson refuses such an integer: the policy is written by Django's JSON adapter."""
+    policy = RetryPolicy(max_attempts=2**64, delay=timedelta(seconds=1))
+    task = on_database(tasks.add).using(retry=policy)
+
+    results = [task.enqueue(1, 2), *task.enqueue_many([task.arguments(3, 4)] * 2)]
+
+    for row in stored_rows(results):
+        assert row["retry"]["max_attempts"] == 2**64
+        assert RetryPolicy.from_json(row["retry"]) == policy
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL session setting")
 def test_enqueue__stores_a_backslash_where_it_is_an_escape_character(backend, settings):
     name = "back\\slash\\n"

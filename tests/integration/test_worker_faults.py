@@ -26,7 +26,7 @@ import django_tasks
 from django_tasks import TaskResultStatus, signals
 from django_tasks.backends.database import claims
 from django_tasks.backends.database.models import DBTaskResult
-from django_tasks.backends.database.worker import Worker, WorkerOptions, _passing
+from django_tasks.backends.database.worker import RELEASE_TRIES, Worker, WorkerOptions, _passing
 from tests import tasks
 from tests.acceptance.conftest import wait_for
 from tests.conftest import DATABASE, drain, tasks_setting
@@ -156,6 +156,34 @@ def test_graceful_stop__retries_handing_back_an_unstarted_row(monkeypatch, caplo
     left = DBTaskResult.objects.get(id=second.id)
     assert (left.status, left.worker_id, left.worker_ids, left.errors) == ("READY", None, [], [])
     assert "database_unavailable action=release" in caplog.text
+
+
+def test_graceful_stop__gives_up_handing_back_after_a_few_tries(monkeypatch, caplog):
+    """While the database keeps refusing the hand-back, the stop still ends in seconds,
+    the running task's outcome written; the row held waits for its lease to expire."""
+    caplog.set_level(logging.WARNING, logger="django_tasks")
+    calls: list[float] = []
+
+    def release_refused(*args: Any, **kwargs: Any) -> int:
+        calls.append(time.monotonic())
+        raise OperationalError("Lost connection to server during query (a test's)")
+
+    monkeypatch.setattr(claims, "release", release_refused)
+    with database_backend() as backend:
+        first = tasks.slow.using(backend="default").enqueue("giveup", 0.5)
+        second = tasks.record_run.using(backend="default").enqueue("never-started")
+        worker = Worker(backend, WorkerOptions(queues=None, prefetch=1, startup_delay=False))
+        with running(worker) as thread:
+            wait_for(started("giveup"), timeout=10, what="the task to start")
+            worker.request_stop()
+            thread.join(20)
+
+    assert not thread.is_alive()
+    assert len(calls) == RELEASE_TRIES
+    assert 2.5 < calls[-1] - calls[0] < 6  # 0.2 + 0.4 + 0.8 + 1.6 s apart
+    assert status_of(first) == TaskResultStatus.SUCCESSFUL
+    held = DBTaskResult.objects.get(id=second.id)
+    assert (held.status, held.worker_id) == ("RUNNING", worker.worker_id)
 
 
 @needs_triggers

@@ -333,7 +333,12 @@ def _retry(fields: dict[str, Field[Any, Any]], connection: Any, task: Any, *, as
     if task.retry is None or (registered is not None and registered.retry == task.retry):
         return None
     if as_text:
-        return orjson.dumps(task.retry.to_json()).decode()
+        try:
+            return orjson.dumps(task.retry.to_json()).decode()
+        except orjson.JSONEncodeError:
+            # `max_attempts` beyond 64 bits: Django's adapter writes it (on PostgreSQL
+            # not as text: the row then binds every column, or COPY adapts the value).
+            pass
     return fields["retry"].get_db_prep_save(task.retry.to_json(), connection)
 
 

@@ -39,6 +39,8 @@ _DATABASE_DOWN = (OperationalError, InterfaceError)
 FLUSH_ROWS = 100
 FLUSH_SECONDS = 0.2
 HEARTBEAT_RETRY_SECONDS = 1.0
+RELEASE_TRIES = 5
+"""Tries to hand back unstarted rows on a graceful stop (see `Worker._drain`)."""
 
 
 class ForcedStop(BaseException):
@@ -495,15 +497,23 @@ class Worker:
     def _drain(self) -> None:
         """After a stop request: hand back unstarted rows, wait for the running ones.
 
-        The hand-back is retried until it is written (or a second signal stops the worker
-        at once): left held, each row would wait for its lease to expire, and come back
-        with a lost attempt it never made. On MariaDB it can lose a deadlock (error 1213)
-        to the worker's own lease renewal, which locks the same rows through another index.
+        The hand-back is tried up to `RELEASE_TRIES` times, 0.2 s apart and doubling
+        (about 3 s in all), unless a second signal stops the worker at once: left held,
+        each row waits for its lease to expire and comes back with a lost attempt it
+        never made. On MariaDB it can lose a deadlock (error 1213) to the worker's own
+        lease renewal, which locks the same rows through another index. Unlike finished
+        outcomes, it is not retried for as long as it takes: while the database is down,
+        the running tasks' outcomes must not wait behind it.
         """
         if self._pending:
-            self._database(
-                "release", claims.release, self.scope, self.worker_id, self._pending, retry=True
-            )
+            delay = 0.2
+            for _ in range(RELEASE_TRIES):
+                released = self._database(
+                    "release", claims.release, self.scope, self.worker_id, self._pending
+                )
+                if released is not None or self._forced.wait(delay):
+                    break
+                delay *= 2
             self._pending.clear()
         while self._running and not self.forced:
             self._collect(timeout=0.2)
