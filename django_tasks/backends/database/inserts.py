@@ -102,11 +102,11 @@ def _insert_one(connection: Any, cursor: Any, shared: Shared, call: tuple[Any, s
     `_written`). On PostgreSQL the statement then costs this process a quarter less
     than one binding all thirteen (0.15 against 0.20 ms of CPU, measured; 0.02-0.05 ms
     of a whole enqueue's 0.22-0.30): psycopg adapts each bound value, and the JSON
-    columns with the standard library's `json`. The
-    times stay bound, so the statement's text is the same for every call of a task and
-    SQLite's statement cache keeps it prepared. A shared value with no literal (a retry
-    policy given with `using()` whose JSON holds a backslash, say) makes this return
-    False, and the caller binds every column.
+    columns with the standard library's `json`. The times stay bound, so the
+    statement's text is the same for every call of a task and SQLite's statement cache
+    keeps it prepared. A shared value with no literal (a retry policy given with
+    `using()` whose JSON holds a backslash, say) makes this return False, and the
+    caller binds every column.
     """
     times = [shared[index] for index in _SHARED_TIMES]
     literals = tuple(
