@@ -122,6 +122,23 @@ def errors_text() -> str:
     return "NEW.errors" if connection.vendor == "sqlite" else "NEW.errors::text"
 
 
+def stopped_holding_one_unstarted_row(key: str) -> tuple[Any, Any, Worker]:
+    """Stop a worker gracefully while it runs one task and holds another, unstarted.
+
+    Return both results and the worker, once its thread has ended.
+    """
+    with database_backend() as backend:
+        first = tasks.slow.using(backend="default").enqueue(key, 0.5)
+        second = tasks.record_run.using(backend="default").enqueue("never-started")
+        worker = Worker(backend, WorkerOptions(queues=None, prefetch=1, startup_delay=False))
+        with running(worker) as thread:
+            wait_for(started(key), timeout=10, what="the task to start")
+            worker.request_stop()
+            thread.join(20)
+    assert not thread.is_alive()
+    return first, second, worker
+
+
 def test_graceful_stop__retries_handing_back_an_unstarted_row(monkeypatch, caplog):
     """A hand-back that fails as a lost connection does is tried again, not left held.
 
@@ -141,16 +158,8 @@ def test_graceful_stop__retries_handing_back_an_unstarted_row(monkeypatch, caplo
         return real_release(*args, **kwargs)
 
     monkeypatch.setattr(claims, "release", release_refused_once)
-    with database_backend() as backend:
-        first = tasks.slow.using(backend="default").enqueue("handback", 0.5)
-        second = tasks.record_run.using(backend="default").enqueue("never-started")
-        worker = Worker(backend, WorkerOptions(queues=None, prefetch=1, startup_delay=False))
-        with running(worker) as thread:
-            wait_for(started("handback"), timeout=10, what="the task to start")
-            worker.request_stop()
-            thread.join(20)
+    first, second, _ = stopped_holding_one_unstarted_row("handback")
 
-    assert not thread.is_alive()
     assert calls == [1, 1]
     assert status_of(first) == TaskResultStatus.SUCCESSFUL
     left = DBTaskResult.objects.get(id=second.id)
@@ -169,16 +178,8 @@ def test_graceful_stop__gives_up_handing_back_after_a_few_tries(monkeypatch, cap
         raise OperationalError("Lost connection to server during query (a test's)")
 
     monkeypatch.setattr(claims, "release", release_refused)
-    with database_backend() as backend:
-        first = tasks.slow.using(backend="default").enqueue("giveup", 0.5)
-        second = tasks.record_run.using(backend="default").enqueue("never-started")
-        worker = Worker(backend, WorkerOptions(queues=None, prefetch=1, startup_delay=False))
-        with running(worker) as thread:
-            wait_for(started("giveup"), timeout=10, what="the task to start")
-            worker.request_stop()
-            thread.join(20)
+    first, second, worker = stopped_holding_one_unstarted_row("giveup")
 
-    assert not thread.is_alive()
     assert len(calls) == RELEASE_TRIES
     assert 2.5 < calls[-1] - calls[0] < 6  # 0.2 + 0.4 + 0.8 + 1.6 s apart
     assert status_of(first) == TaskResultStatus.SUCCESSFUL
