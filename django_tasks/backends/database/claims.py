@@ -413,31 +413,32 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
     if connection.vendor == "postgresql":
         return _finish_many_postgresql(connection, finished, worker_id)
     fields = fields_by_name()
-    adapted_times: dict[tuple[datetime, int], Any] = {}  # shared by all the time columns
+    adapt = _adapter(fields["last_attempted_at"], connection)
+    adapted_times: dict[tuple[datetime, int], Any] = {}
 
-    def memoized(adapt: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        # The rows of one claim share its time (their `started_at`, `last_attempted_at`
-        # and token), and those of one bulk enqueue their `ready_at`: each is adapted once.
-        # `fold` is part of the key: two times of one zone that differ only in it are
-        # equal, yet an hour apart.
-        def adapt_time(value: datetime | None) -> Any:
-            if value is None:
-                return None
-            key = (value, value.fold)
-            if key not in adapted_times:
-                adapted_times[key] = adapt(value)
-            return adapted_times[key]
+    def adapt_time(value: datetime | None) -> Any:
+        # Every time column is adapted alike, each time once: the rows of one claim share
+        # its time (their `started_at`, `last_attempted_at` and token), and those of one
+        # bulk enqueue their `ready_at`. `fold` is part of the key: two times of one zone
+        # that differ only in it are equal, yet an hour apart.
+        if value is None:
+            return None
+        key = (value, value.fold)
+        if key not in adapted_times:
+            adapted_times[key] = adapt(value)
+        return adapted_times[key]
 
-        return adapt_time
-
-    def adapter(name: str) -> Callable[[Any], Any]:
-        adapt = _adapter(fields[name], connection)
-        return memoized(adapt) if isinstance(fields[name], DateTimeField) else adapt
-
-    adapters = [(name, adapter(name)) for name in _FINISHED_COLUMNS]
-    claim_time = adapter("last_attempted_at")
+    adapters = [
+        (
+            name,
+            adapt_time
+            if isinstance(fields[name], DateTimeField)
+            else _adapter(fields[name], connection),
+        )
+        for name in _FINISHED_COLUMNS
+    ]
     rows = [
-        [*[adapt(getattr(item, name)) for name, adapt in adapters], claim_time(item.claimed_at)]
+        [*[adapt(getattr(item, name)) for name, adapt in adapters], adapt_time(item.claimed_at)]
         for item in finished
     ]
     sql, params = _finish_many_sql(connection, rows, worker_id)
