@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, OperationalError, connection, connections
+from django.db import DatabaseError, Error, OperationalError, connection, connections
 from django.test import override_settings
 from django.utils import timezone
 
@@ -26,7 +26,13 @@ import django_tasks
 from django_tasks import TaskResultStatus, signals
 from django_tasks.backends.database import claims
 from django_tasks.backends.database.models import DBTaskResult
-from django_tasks.backends.database.worker import RELEASE_TRIES, Worker, WorkerOptions, _passing
+from django_tasks.backends.database.worker import (
+    RELEASE_TRIES,
+    Worker,
+    WorkerOptions,
+    _conflict,
+    _passing,
+)
 from tests import tasks
 from tests.acceptance.conftest import wait_for
 from tests.conftest import DATABASE, drain, tasks_setting
@@ -154,7 +160,9 @@ def test_graceful_stop__retries_handing_back_an_unstarted_row(monkeypatch, caplo
     def release_refused_once(*args: Any, **kwargs: Any) -> int:
         calls.append(len(args[2]))
         if len(calls) == 1:
-            raise OperationalError("Deadlock found when trying to get lock (a test's)")
+            # Shaped as the driver raises MariaDB's: the server's error number first.
+            deadlock = Exception(1213, "Deadlock found when trying to get lock (a test's)")
+            raise OperationalError(*deadlock.args) from deadlock
         return real_release(*args, **kwargs)
 
     monkeypatch.setattr(claims, "release", release_refused_once)
@@ -164,7 +172,8 @@ def test_graceful_stop__retries_handing_back_an_unstarted_row(monkeypatch, caplo
     assert status_of(first) == TaskResultStatus.SUCCESSFUL
     left = DBTaskResult.objects.get(id=second.id)
     assert (left.status, left.worker_id, left.worker_ids, left.errors) == ("READY", None, [], [])
-    assert "database_unavailable action=release" in caplog.text
+    assert "database_conflict action=release" in caplog.text
+    assert "database_unavailable" not in caplog.text
 
 
 def test_graceful_stop__gives_up_handing_back_after_a_few_tries(monkeypatch, caplog):
@@ -401,3 +410,83 @@ def test_passing_errors__a_lock_timeout_is_retried_a_bad_statement_is_refused():
 
     assert _passing(timed_out.value), timed_out.value
     assert not _passing(refused.value), refused.value
+
+
+def test_worker_statement_meeting_a_lock__logged_as_a_conflict_not_an_outage(caplog):
+    """A lock wait that times out is the database answering: `database_conflict`."""
+    caplog.set_level(logging.WARNING, logger="django_tasks")
+    result = tasks.add.using(backend="database").enqueue(1, 1)
+    short_wait = {
+        "sqlite": "PRAGMA busy_timeout = 0",
+        "postgresql": "SET lock_timeout = '50ms'",
+        "mysql": "SET SESSION innodb_lock_wait_timeout = 1",
+    }[connection.vendor]
+    with database_backend() as backend:
+        worker = Worker(backend, WorkerOptions(queues=None, startup_delay=False))
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(short_wait)
+            update = DBTaskResult.objects.filter(id=result.id).update
+            with row_locked_elsewhere(result.id):
+                done = worker._database("reprioritize", update, priority=3)
+        finally:
+            connection.close()  # the short lock wait was for this test only
+
+    assert done is None  # given up for this round, as a claim or a renewal is
+    assert "WARNING database_conflict action=reprioritize worker_id=" in _records(caplog)
+    assert "database_unavailable" not in caplog.text
+    assert DBTaskResult.objects.get(id=result.id).priority == 0
+
+
+def _records(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(f"{record.levelname} {record.getMessage()}" for record in caplog.records)
+
+
+@pytest.mark.skipif(
+    connection.vendor == "sqlite",
+    reason="SQLite has one writer at a time: a second one waits or reports "
+    "'database is locked' (the lock test above), it never deadlocks",
+)
+def test_conflict__a_real_deadlock_is_a_conflict_a_lost_connection_is_not():
+    first = tasks.add.using(backend="database").enqueue(1, 1)
+    second = tasks.add.using(backend="database").enqueue(2, 2)
+    keys = [
+        DBTaskResult._meta.pk.get_db_prep_value(uuid.UUID(result.id), connection)
+        for result in (first, second)
+    ]
+    sql = f"UPDATE {connection.ops.quote_name(TABLE)} SET priority = 1 WHERE id = %s"
+    both_locked = threading.Barrier(2, timeout=10)
+    errors: list[BaseException] = []
+
+    def lock_in_order(order: list[Any]) -> None:
+        other = connections.create_connection("default")
+        try:
+            other.set_autocommit(False)
+            with other.cursor() as cursor:
+                cursor.execute(sql, [order[0]])
+                both_locked.wait()
+                cursor.execute(sql, [order[1]])
+        except DatabaseError as error:
+            errors.append(error)
+        finally:
+            with contextlib.suppress(Exception):
+                other.rollback()
+            other.close()
+
+    threads = [
+        threading.Thread(target=lock_in_order, args=(order,)) for order in (keys, keys[::-1])
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert len(errors) == 1, errors  # the server picked one victim; the other went on
+    assert _conflict(errors[0]), errors[0]
+    assert _passing(errors[0]), errors[0]
+    gone = connections.create_connection("default")
+    gone.ensure_connection()
+    gone.connection.close()  # the driver's connection, under Django's feet
+    with pytest.raises(Error) as lost, gone.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert not _conflict(lost.value), lost.value

@@ -692,7 +692,8 @@ class Worker:
                         return self._give_up(outcomes[0], error)
                     return self._write([_unstorable(outcomes[0], error)], as_failure=True)
                 logger.warning(
-                    "database_unavailable action=finish worker_id=%s error=%s retry_in=%.1fs",
+                    "%s action=finish worker_id=%s error=%s retry_in=%.1fs",
+                    _fault_token(error),
                     self.worker_id,
                     _first_line(error),
                     delay,
@@ -800,7 +801,8 @@ class Worker:
             except _DATABASE_DOWN as error:
                 self._outages += 1
                 logger.warning(
-                    "database_unavailable action=%s worker_id=%s error=%s retry_in=%.1fs",
+                    "%s action=%s worker_id=%s error=%s retry_in=%.1fs",
+                    _fault_token(error),
                     action,
                     self.worker_id,
                     _first_line(error),
@@ -872,15 +874,44 @@ PASSING_LIMIT_SECONDS = 300.0
 
 def _passing(error: DatabaseError) -> bool:
     """Tell whether `error` is one that goes away by itself (see `_PASSING_SQLSTATES`)."""
+    return _one_of(error, _PASSING_SQLSTATES, _PASSING_MYSQL_CODES, _PASSING_SQLITE_TEXT)
+
+
+def _one_of(
+    error: BaseException,
+    sqlstates: frozenset[str],
+    mysql_codes: frozenset[int],
+    sqlite_text: tuple[str, ...],
+) -> bool:
+    """Tell whether `error` is one of these: by the driver's SQLSTATE (PostgreSQL), the
+    server's error number (MySQL, MariaDB), or else a phrase of its message (SQLite)."""
     cause = error.__cause__
     code = cause.args[0] if cause is not None and cause.args else None
-    if isinstance(code, int):  # MySQL and MariaDB: the server's error number
-        return code in _PASSING_MYSQL_CODES
+    if isinstance(code, int):
+        return code in mysql_codes
     sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
     if sqlstate is not None:
-        return sqlstate in _PASSING_SQLSTATES
+        return sqlstate in sqlstates
     text = str(error).lower()
-    return any(phrase in text for phrase in _PASSING_SQLITE_TEXT)
+    return any(phrase in text for phrase in sqlite_text)
+
+
+# The passing errors that mean the statement met other transactions' locks: the
+# database is up and answering, so they are logged as a conflict, not an outage.
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+_CONFLICT_MYSQL_CODES = frozenset({1205, 1213})
+_CONFLICT_SQLITE_TEXT = ("database is locked", "database table is locked")
+
+
+def _conflict(error: BaseException) -> bool:
+    """Tell whether `error` is a deadlock, a lock wait that timed out, or a serialization
+    failure (SQLite: "database is locked"), rather than a lost or refusing server."""
+    return _one_of(error, _CONFLICT_SQLSTATES, _CONFLICT_MYSQL_CODES, _CONFLICT_SQLITE_TEXT)
+
+
+def _fault_token(error: BaseException) -> str:
+    """Return the log token for a database error met by the worker's own statements."""
+    return "database_conflict" if _conflict(error) else "database_unavailable"
 
 
 def _ping(alias: str) -> bool:
