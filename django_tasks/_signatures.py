@@ -36,7 +36,8 @@ _CONFIG = ConfigDict(
 _POSITIONAL_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _INPUT_REPR_LIMIT = 60
-_LOADING = {_instances.LOADING: True}
+_LOAD: dict[str, Any] = {**_fidelity.READ_BACK, "context": {_instances.LOADING: True}}
+"""How a worker reads stored values back, fetching Django model instances by key."""
 
 
 def _json_value(value: Any) -> Any:
@@ -219,6 +220,7 @@ class _Models:
         "may_hold_nan",
         "names",
         "native",
+        "renamed",
         "result",
         "row_types",
         "scan_names",
@@ -242,8 +244,6 @@ class _Models:
             elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
                 annotation = dict[str, annotation]  # type: ignore[valid-type]
                 row_types = None
-            elif row_types is not None and _renames(annotation):
-                row_types = None
             elif row_types is not None:
                 row_types.append(annotation)
             if parameter.default is not inspect.Parameter.empty or parameter.kind in (
@@ -264,8 +264,7 @@ class _Models:
         self.names = tuple(fields)
         self.row_types = None if row_types is None else tuple(row_types)
         """Each parameter's type in order, when every call that passes them all may be
-        validated as a tuple (`rows`); None when the signature has `*args` or `**kwargs`,
-        or a parameter `Field` that renames or leaves out its value."""
+        validated as a tuple (`rows`); None when the signature has `*args` or `**kwargs`."""
         self.native = (
             () if row_types is None else tuple(_json_native(annotation) for annotation in row_types)
         )
@@ -281,6 +280,11 @@ class _Models:
         )
         self.result.model_rebuild(raise_errors=True)
         self.ambiguous = _find_ambiguous(declared)
+        self.renamed = next(
+            (parameter.name for parameter in parameters if _renames(declared[parameter.name])),
+            None,
+        )
+        """The first parameter whose `Field` renames it or leaves it out of the payload."""
         self.may_hold_nan = any(_holds_models(annotation) for annotation in fields.values())
         self.scan_names = tuple(
             name for name, annotation in fields.items() if _fidelity.needs_scan(annotation)
@@ -357,8 +361,8 @@ def _values_of(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[An
 def _renames(annotation: Any) -> bool:
     """Tell whether `Annotated` gives a parameter a pydantic `Field` that renames or drops it.
 
-    A `TypedDict` key honours an alias or `exclude`; a tuple position has no name to
-    change, so such a signature validates its calls as dicts only.
+    A call passes a parameter by its own name, and the stored payload must hold it: an
+    alias or `exclude` on a parameter is refused when the task is decorated.
     """
     if typing.get_origin(annotation) is not Annotated:
         return False
@@ -444,6 +448,14 @@ class TaskSignature:
                 "the type with Annotated[..., PlainValidator(...), PlainSerializer(...)].",
                 task_path=self.task_path,
             ) from error
+        if self._models.renamed is not None:
+            name, self._models = self._models.renamed, None
+            raise exceptions.InvalidTask(
+                f"Parameter '{name}' of task '{self.task_path}' has a pydantic Field with an "
+                "alias or exclude=True; a call passes it by its own name and its value must "
+                "be stored, so remove the alias or the exclude.",
+                task_path=self.task_path,
+            )
         if self._models.ambiguous is not None:
             problem, self._models = self._models.ambiguous, None
             raise exceptions.InvalidTask(
@@ -531,10 +543,10 @@ class TaskSignature:
     def _validate(self, data: dict[str, Any], *, strict: bool, what: str) -> dict[str, Any]:
         models = self._models or self.build()
         try:
-            context = None if strict else _LOADING
-            validated: dict[str, Any] = models.validate_arguments(
-                data, strict=strict, context=context
-            )
+            if strict:
+                validated: dict[str, Any] = models.validate_arguments(data, **_fidelity.STRICT)
+            else:
+                validated = models.validate_arguments(data, **_LOAD)
         except ValidationError as error:
             details = error.errors(include_url=False)
             lines = "\n".join(f"  - {line}" for line in describe_errors(details))
@@ -552,9 +564,8 @@ class TaskSignature:
         if models.scan_names:
             self._refuse_unfaithful(validated, models.scan_names)
         try:
-            dumped = (
-                validated if models.all_native else models.dump_arguments(validated, mode="json")
-            )
+            dump = models.dump_arguments
+            dumped = validated if models.all_native else dump(validated, **_fidelity.DUMP)
         except PydanticSerializationError as error:
             raise exceptions.InvalidTask(
                 f"Invalid arguments for task '{self.task_path}': they cannot be written as "
@@ -606,10 +617,10 @@ class TaskSignature:
                 else bind(args, kwargs)
                 for args, kwargs in calls
             ]
-            validated: list[dict[str, Any]] = models.many.validate_python(data, strict=True)
+            validated: list[dict[str, Any]] = models.many.validate_python(data, **_fidelity.STRICT)
             if models.scan_names:
                 self._refuse_unfaithful_many(validated, models.scan_names)
-            dumped: list[dict[str, Any]] = models.many.dump_python(validated, mode="json")
+            dumped: list[dict[str, Any]] = models.many.dump_python(validated, **_fidelity.DUMP)
         except (exceptions.InvalidTask, ValidationError, PydanticSerializationError):
             # One call or more is bad: validate each alone to say which, and why.
             return self._bind_each(calls)
@@ -630,7 +641,7 @@ class TaskSignature:
         if passed is not None:
             adapter = models.split_at(passed)
             split: list[tuple[tuple[Any, ...], dict[str, Any]]] = adapter.validate_python(
-                calls if type(calls) is list else list(calls), strict=True
+                calls if type(calls) is list else list(calls), **_fidelity.STRICT
             )
             if positions:
                 self._refuse_unfaithful_columns(
@@ -645,7 +656,7 @@ class TaskSignature:
             if all(models.native[passed:]):
                 # The keywords are their own JSON form: dump the positional part only.
                 return self._bound_native_keywords(split, models, passed)
-            dumped_split: list[list[Any]] = adapter.dump_python(split, mode="json")
+            dumped_split: list[list[Any]] = adapter.dump_python(split, **_fidelity.DUMP)
             return [
                 _new_bound(
                     BoundCall,
@@ -656,14 +667,14 @@ class TaskSignature:
         rows = self._rows(calls)
         if rows is None:
             return None
-        validated: list[tuple[Any, ...]] = models.rows.validate_python(rows, strict=True)
+        validated: list[tuple[Any, ...]] = models.rows.validate_python(rows, **_fidelity.STRICT)
         if positions:
             self._refuse_unfaithful_columns(
                 ([row[index] for row in validated], name) for index, name in positions
             )
         if models.all_native:  # the values are their own JSON form: no dump
             return self._split_rows(calls, validated, None, may_hold_nan)
-        dumped: list[list[Any]] = models.rows.dump_python(validated, mode="json")
+        dumped: list[list[Any]] = models.rows.dump_python(validated, **_fidelity.DUMP)
         return self._split_rows(calls, validated, dumped, may_hold_nan)
 
     def _bound_native_keywords(
@@ -688,7 +699,7 @@ class TaskSignature:
                 bound.append(_new_bound(BoundCall, (typed_args, kwargs, payload, may_hold_nan)))
             return bound
         dumped: list[list[Any]] = models.leading(passed).dump_python(
-            [args for args, _ in split], mode="json"
+            [args for args, _ in split], **_fidelity.DUMP
         )
         return [
             _new_bound(
@@ -886,7 +897,7 @@ class TaskSignature:
         """Validate a return value strictly against the annotation; return its JSON form."""
         model = self.build().result
         try:
-            instance = model.model_validate({"value": value}, strict=True)
+            instance = model.model_validate({"value": value}, **_fidelity.STRICT)
         except ValidationError as error:
             details = error.errors(include_url=False)
             inside = [{**detail, "loc": detail["loc"][1:]} for detail in details]
@@ -897,13 +908,13 @@ class TaskSignature:
                 task_path=self.task_path,
                 errors=details,
             ) from None
-        return instance.model_dump(mode="json")["value"]
+        return instance.model_dump(**_fidelity.DUMP)["value"]
 
     def load_result(self, value: Any) -> Any:
         """Validate a decoded return value leniently into the declared return type."""
         result = self.build().result
         try:
-            loaded = result.model_validate({"value": value}, strict=False, context=_LOADING)
+            loaded = result.model_validate({"value": value}, **_LOAD)
         except ValidationError as error:
             inside = [{**d, "loc": d["loc"][1:]} for d in error.errors(include_url=False)]
             problems = "\n".join(f"  - {line}" for line in describe_errors(inside, "return value"))

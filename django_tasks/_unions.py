@@ -30,6 +30,8 @@ import pydantic
 from django.db import models
 from pydantic import ConfigDict
 
+from django_tasks import _fidelity
+
 _ENUM_MEMBERS_PROBED = 64
 _SCALAR_SAMPLES: dict[Any, list[Any]] = {
     bool: [True, False],
@@ -139,12 +141,12 @@ def _probe(union: Any, config: ConfigDict) -> str | None:
         # A member's own validators run on the samples: whatever they raise only means
         # the sample cannot be sent or read back, never that the task is unusable.
         try:
-            adapter.validate_python(sample, strict=True)
-            stored = adapter.dump_python(sample, mode="json")
+            adapter.validate_python(sample, **_fidelity.STRICT)
+            stored = adapter.dump_python(sample, **_fidelity.DUMP)
         except Exception:
             continue  # a value that cannot be sent at all is refused at enqueue
         try:
-            received = adapter.validate_python(stored, strict=False)
+            received = adapter.validate_python(stored, **_fidelity.READ_BACK)
         except Exception:
             received = _UNDECODABLE
         if not _same(received, sample):

@@ -43,7 +43,7 @@ def test_queue_benchmark__short_form_measures_every_figure_and_finds_no_problem(
     # Its own session: on a timeout the whole group goes, its workers and measuring child
     # included, not only the benchmark's parent process.
     bench = subprocess.Popen(
-        [*command, "sqlite", "--json", str(out)],
+        [*command, "sqlite", "--json", str(out), "--profile", "5"],
         cwd=ROOT,
         env={**env, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -67,3 +67,13 @@ def test_queue_benchmark__short_form_measures_every_figure_and_finds_no_problem(
     assert "machine probe, start / end" in stdout
     assert "times the issue's machine" in stdout
     assert all(probe["sqlite_inserts_per_s"] > 0 for probe in queue["machine_probe"].values())
+    # The profiles of a drain and a bulk enqueue, each its 5 functions with the most own time.
+    profiles = {key: figures[key] for key in ("profile_worker", "profile_bulk_enqueue_10")}
+    assert {key: len(profile["top"]) for key, profile in profiles.items()} == dict.fromkeys(
+        profiles, 5
+    )
+    for profile in profiles.values():
+        own = [row["own_s"] for row in profile["top"]]
+        assert own == sorted(own, reverse=True)
+        assert 0 < sum(own) <= profile["seconds"]
+    assert "own s    cum s" in stderr

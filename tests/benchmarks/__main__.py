@@ -46,10 +46,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"comma-separated databases for the queue benchmark (default: {','.join(DATABASES)})",
     )
     parser.add_argument("--quick", action="store_true", help="a short run, for CI smoke use")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="queue benchmark: also profile an in-process drain and a 10-argument bulk "
+        "enqueue on each database, and print their N functions with the most own time",
+    )
     options = parser.parse_args(argv)
     unknown = [name for name in options.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    if options.profile < 0:
+        parser.error("--profile must be 0 or more")
     if (options.repeat is not None and options.repeat < 1) or (
         options.min_time is not None and options.min_time <= 0
     ):
@@ -66,7 +76,11 @@ def settings_for(module: Any, options: argparse.Namespace) -> BenchSettings:
     repeat = options.repeat or (1 if options.quick else getattr(module, "DEFAULT_REPEAT", 5))
     min_time = options.min_time or (0.05 if options.quick else 0.2)
     return BenchSettings(
-        repeat=repeat, min_time=min_time, quick=options.quick, databases=options.databases
+        repeat=repeat,
+        min_time=min_time,
+        quick=options.quick,
+        databases=options.databases,
+        profile=options.profile,
     )
 
 

@@ -30,6 +30,9 @@ class BenchSettings:
     """A short run for CI smoke use: less work, fewer repeats."""
     databases: tuple[str, ...] = ()
     """The databases to run on, for benchmarks that use one; empty means every one."""
+    profile: int = 0
+    """Print this many of the hottest functions of the worker and of a bulk enqueue
+    (queue benchmark); 0 profiles nothing."""
 
 
 @dataclass(frozen=True)

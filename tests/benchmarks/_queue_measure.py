@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import sys
@@ -49,6 +50,8 @@ class Plan:
     interval: float = 0.5
     timeout: float = 300.0
     """Seconds a drain or a pickup run may take before it is reported as stuck."""
+    profile: int = 0
+    """How many of the hottest functions to print (`profile_hot_paths`); 0: none."""
 
     def arguments(self) -> list[str]:
         """Return the command-line options that give this plan to `main`."""
@@ -59,6 +62,7 @@ class Plan:
             f"--latency-tasks={self.latency_tasks}",
             f"--idle-seconds={self.idle_seconds}",
             f"--timeout={self.timeout}",
+            f"--profile={self.profile}",
         ]
 
 
@@ -89,6 +93,65 @@ class Report:
 
 def progress(name: str, message: str) -> None:
     print(f"  [{name}] {message}", file=sys.stderr, flush=True)
+
+
+# --- Profiles ------------------------------------------------------------------------------
+
+
+def profile_hot_paths(report: Report, plan: Plan) -> None:
+    """Profile an in-process drain and a 10-argument bulk enqueue; print the hottest functions.
+
+    Each runs once under `cProfile`, after the timed runs, so the profiler's own cost
+    (about half again) is in no figure; the rows are kept in the JSON as `profile_*`.
+    """
+    import cProfile
+
+    clear()
+    enqueue_noops(plan.tasks)
+    profiler = cProfile.Profile()
+    profiler.runcall(in_process_worker().run)
+    check_ran_once(report, "the profiled drain", plan.tasks)
+    _keep_profile(report, plan, "worker", f"in-process drain of {plan.tasks:,} tasks", profiler)
+    clear()
+    task_, args, kwargs = cases()["10"]
+    calls = [task_.arguments(*args, **kwargs) for _ in range(plan.tasks)]
+    profiler = cProfile.Profile()
+    profiler.runcall(task_.enqueue_many, calls)
+    what = f"enqueue_many of {plan.tasks:,} 10-argument calls"
+    _keep_profile(report, plan, "bulk_enqueue_10", what, profiler)
+    clear()
+
+
+def _keep_profile(report: Report, plan: Plan, key: str, what: str, profiler: Any) -> None:
+    """Print the `plan.profile` functions with the most own time, and keep them."""
+    import pstats
+
+    stats = pstats.Stats(profiler)
+    by_own_time = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
+    top = [
+        {"function": _where(*function), "calls": calls, "own_s": own, "cumulative_s": cumulative}
+        for function, (_, calls, own, cumulative, _) in by_own_time[: plan.profile]
+    ]
+    total: float = stats.total_tt  # type: ignore[attr-defined]
+    report.figures[f"profile_{key}"] = {"what": what, "seconds": total, "top": top}
+    progress(report.name, f"profile of the {what}: {total:.3f} s under cProfile")
+    print("      own s    cum s     calls  function", file=sys.stderr)
+    for row in top:
+        print(
+            f"    {row['own_s']:7.3f}  {row['cumulative_s']:7.3f}  {row['calls']:>8}  "
+            f"{row['function']}",
+            file=sys.stderr,
+        )
+
+
+def _where(filename: str, line: int, name: str) -> str:
+    """Name a profiled function by its file below the project or site-packages."""
+    if filename == "~":  # a built-in, or a C function's repr: "<function f at 0x...>"
+        return re.sub(r" at 0x[0-9a-f]+>$", ">", name)
+    for marker in ("site-packages/", f"{Path(__file__).resolve().parents[2]}/"):
+        if marker in filename:
+            filename = filename.split(marker, 1)[1]
+    return f"{filename}:{line}({name})"
 
 
 # --- The table ---------------------------------------------------------------------------
@@ -333,20 +396,26 @@ class InProcessRun:
     statements: Counter[str]
 
 
+def in_process_worker() -> Any:
+    """Return the library's worker as `db_worker` runs it in the drains: batch, prefetch 100."""
+    from django_tasks import task_backends
+    from django_tasks.backends.database.worker import Worker, WorkerOptions
+
+    options = WorkerOptions(queues=None, batch=True, startup_delay=False, prefetch=100)
+    return Worker(task_backends["database"], options)
+
+
 def drain_in_process(report: Report, plan: Plan) -> InProcessRun | None:
     """Drain `plan.tasks` tasks with the library's worker in this process.
 
     Return None if it did not finish within the plan's timeout (it is then stopped).
     """
-    from django_tasks import task_backends
-    from django_tasks.backends.database.worker import Worker, WorkerOptions
     from tests.benchmarks._statements import StatementCounter, logged_warnings
 
     what = f"in-process drain of {plan.tasks} tasks"
     clear()
     enqueue_noops(plan.tasks)
-    options = WorkerOptions(queues=None, batch=True, startup_delay=False, prefetch=100)
-    worker = Worker(task_backends["database"], options)
+    worker = in_process_worker()
     timed_out = threading.Event()
 
     def give_up() -> None:
@@ -529,6 +598,8 @@ def measure(report: Report, plan: Plan) -> None:
             lambda: measure_worker_statements(report, plan),
             lambda: measure_pickup(report, plan, logs),
         ]
+        if plan.profile:
+            phases.append(lambda: profile_hot_paths(report, plan))
         for phase in phases:
             try:
                 phase()
@@ -546,6 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-tasks", type=int, default=200)
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--profile", type=int, default=0)
     options = parser.parse_args(argv)
 
     def stop(number: int, frame: Any) -> None:
@@ -563,6 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_tasks=options.latency_tasks,
         idle_seconds=options.idle_seconds,
         timeout=options.timeout,
+        profile=options.profile,
     )
     report = Report(name=options.name)
     try:

@@ -71,6 +71,7 @@ def plan_for(settings: BenchSettings) -> Plan:
             latency_tasks=50,
             idle_seconds=2.0,
             timeout=120.0,
+            profile=settings.profile,
         )
     return Plan(
         tasks=10_000,
@@ -79,6 +80,7 @@ def plan_for(settings: BenchSettings) -> Plan:
         latency_tasks=200,
         idle_seconds=5.0,
         timeout=300.0,
+        profile=settings.profile,
     )
 
 

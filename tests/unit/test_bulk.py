@@ -296,19 +296,7 @@ def test_bind_calls__tuples_only_for_calls_that_pass_every_parameter():
     assert FIXED._rows([((1, "x", when), {**every, "level": 1, "other": 2})]) is None
 
 
-def test_models__a_renaming_field_keeps_calls_as_dicts():
-    def renamed(a: Annotated[int, Field(alias="b")]) -> None: ...
-
-    def dropped(a: Annotated[int, Field(exclude=True)]) -> None: ...
-
-    def constrained(a: Annotated[int, Field(ge=0)]) -> None: ...
-
-    def signature(func: Any) -> TaskSignature:
-        return TaskSignature(func, takes_context=False, task_path=func.__name__)
-
-    assert signature(renamed).build().row_types is None
-    assert signature(dropped).build().row_types is None
-    assert signature(constrained).build().row_types is not None
+def test_models__star_parameters_keep_calls_as_dicts():
     assert KINDS.build().row_types is None  # *rest and **extra
 
 

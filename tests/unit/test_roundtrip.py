@@ -5,14 +5,18 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
+import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+from typing_extensions import TypedDict
 
-from django_tasks import InvalidTaskError, TaskResultStatus
+from django_tasks import InvalidTaskError, TaskResultStatus, task
+from django_tasks._signatures import TaskSignature
 from tests import tasks
 from tests.conftest import IMMEDIATE, tasks_setting
 
@@ -197,3 +201,75 @@ def test_roundtrip__property_untyped_values_come_back_or_are_refused(value):
     except InvalidTaskError:
         return
     assert_same(result.return_value, value)
+
+
+# Fields that pydantic writes or reads under another name, or computes.
+
+
+class Sender(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_: str = Field(alias="from")
+    reply_to: str = Field(validation_alias="replyTo", serialization_alias="reply-to")
+    count: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def label(self) -> str:
+        return f"{self.from_} x{self.count}"
+
+
+@pydantic.dataclasses.dataclass
+class Tagged:
+    size: int = Field(alias="Size")
+
+
+class Keyed(TypedDict):
+    size: Annotated[int, Field(alias="Size")]
+
+
+@task
+def renamed_fields(sender: Sender, tagged: Tagged, keyed: Keyed) -> tuple[Sender, Tagged, Keyed]:
+    return sender, tagged, keyed
+
+
+def test_roundtrip__aliased_and_computed_fields_come_back_as_sent(serializer):
+    sender = Sender.model_validate({"from": "ada", "replyTo": "bob", "count": 2})
+    tagged = Tagged(Size=3)  # type: ignore[call-arg]
+
+    result = renamed_fields.enqueue(sender, tagged, {"Size": 4})  # type: ignore[typeddict-unknown-key]
+
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.traceback
+    assert_same(result.return_value, (sender, tagged, {"size": 4}))
+    assert_same(result.args, [sender, tagged, {"size": 4}])
+    assert result.return_value[0].label == "ada x2"
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        pytest.param(Field(alias="other"), id="alias"),
+        pytest.param(Field(validation_alias="other"), id="validation_alias"),
+        pytest.param(Field(exclude=True), id="exclude"),
+    ],
+)
+def test_signature__a_parameter_field_that_renames_or_drops_it_is_refused(field):
+    def renamed(a: int, b: int) -> None: ...
+
+    renamed.__annotations__["a"] = Annotated[int, field]  # not a string: `field` is local
+    with pytest.raises(InvalidTaskError) as error:
+        TaskSignature(renamed, takes_context=False, task_path="shop.tasks.renamed")
+
+    assert str(error.value) == (
+        "Parameter 'a' of task 'shop.tasks.renamed' has a pydantic Field with an alias or "
+        "exclude=True; a call passes it by its own name and its value must be stored, so "
+        "remove the alias or the exclude."
+    )
+
+
+def test_signature__a_parameter_field_that_only_constrains_it_is_kept():
+    def constrained(a: Annotated[int, Field(ge=0)]) -> None: ...
+
+    signature = TaskSignature(constrained, takes_context=False, task_path="shop.tasks.constrained")
+
+    assert signature.build().row_types is not None  # its calls validate as tuples in bulk
