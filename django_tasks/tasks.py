@@ -92,6 +92,29 @@ def _in_installed_app(module_path: str) -> bool:
     return any(module_path.startswith(f"{config.name}.") for config in apps.get_app_configs())
 
 
+def _task_class(alias: str) -> type[Task[Any, Any]]:
+    """Return the task class of the backend `alias`, or `Task` if that backend cannot be
+    built yet (see `Task.__post_init__`)."""
+    from django_tasks import task_backends
+
+    try:
+        return task_backends[alias].task_class
+    except exceptions.InvalidTaskBackend:
+        if not _configured(alias):
+            raise
+        return Task
+
+
+def _configured(alias: str) -> bool:
+    """Tell whether the `TASKS` setting names `alias` (well formed or not)."""
+    from django_tasks import task_backends
+
+    try:
+        return alias in task_backends.settings
+    except exceptions.InvalidTaskBackend:  # TASKS itself is not a dict
+        return True
+
+
 def _is_async(
     func: Callable[P, T] | Callable[P, Awaitable[T]],
 ) -> TypeIs[Callable[P, Awaitable[T]]]:
@@ -140,7 +163,16 @@ class Task(Generic[P, T]):
 
     def __post_init__(self) -> None:
         _check_function(self.func, takes_context=self.takes_context)
-        self.get_backend().validate_task(self)
+        try:
+            backend = self.get_backend()
+        except exceptions.InvalidTaskBackend:
+            # A backend in TASKS that cannot be built (bad OPTIONS, say) is the
+            # `django_tasks.E001` check's to report, with its hint, and enqueue raises the
+            # same error: failing here would fail the import of every tasks module first.
+            if not _configured(self.backend):
+                raise  # an alias TASKS does not name at all: a typo in the decorator
+        else:
+            backend.validate_task(self)
         # django.tasks' @task builds this class for our backends without registering it:
         # register it here. The first task made for a function stays registered, so a
         # copy made by using() never replaces the one declared at import.
@@ -356,9 +388,7 @@ def task(
 
     def decorate(func: Callable[..., Any]) -> Task[Any, Any]:
         _check_function(func, takes_context=takes_context)
-        from django_tasks import task_backends
-
-        new_task: Task[Any, Any] = task_backends[backend].task_class(
+        new_task: Task[Any, Any] = _task_class(backend)(
             func=func,
             priority=priority,
             queue_name=queue_name,

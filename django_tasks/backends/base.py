@@ -72,10 +72,27 @@ class BaseTaskBackend(metaclass=ABCMeta):
 
     def __init__(self, alias: str, params: Mapping[str, Any]) -> None:
         self.alias = alias
-        self.queues: frozenset[str] = frozenset(params.get("QUEUES", [DEFAULT_TASK_QUEUE_NAME]))
-        self.enqueue_on_commit = bool(params.get("ENQUEUE_ON_COMMIT", False))
+        self.queues = self._parse_queues(params.get("QUEUES", [DEFAULT_TASK_QUEUE_NAME]))
+        self.enqueue_on_commit = params.get("ENQUEUE_ON_COMMIT", False)
+        if not isinstance(self.enqueue_on_commit, bool):
+            raise exceptions.InvalidTaskBackend(
+                f"TASKS['{alias}']['ENQUEUE_ON_COMMIT'] must be True or False, not "
+                f"{self.enqueue_on_commit!r}."
+            )
         self.options = self._parse_options(params.get("OPTIONS", {}))
         self.serializer: serializers.Serializer = self.options.serializer()
+
+    def _parse_queues(self, queues: Any) -> frozenset[str]:
+        """Return `QUEUES` as a set of names: a list (or tuple or set) of strings, `[]`
+        for any queue."""
+        if isinstance(queues, (list, tuple, set, frozenset)) and all(
+            isinstance(name, str) for name in queues
+        ):
+            return frozenset(queues)
+        raise exceptions.InvalidTaskBackend(
+            f"TASKS['{self.alias}']['QUEUES'] must be a list of queue names (or [] to allow "
+            f"any), not {queues!r}."
+        )
 
     def _parse_options(self, options: Mapping[str, Any]) -> Any:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from django_tasks import (
     InvalidTaskBackendError,
     InvalidTaskError,
     RetryPolicy,
+    Task,
     TaskResultDoesNotExist,
     TaskResultMismatch,
     TaskResultStatus,
@@ -325,6 +327,33 @@ def test_enqueue_on_commit__off_by_default(dummy):
             "SERIALISER: Extra inputs are not permitted",
             id="unknown-option",
         ),
+        *(
+            pytest.param(
+                {"default": {"BACKEND": IMMEDIATE, "QUEUES": queues}},
+                r"TASKS\['default'\]\['QUEUES'\] must be a list of queue names \(or \[\] "
+                rf"to allow any\), not {re.escape(repr(queues))}\.",
+                id=f"queues-{queues!r}",
+            )
+            for queues in (None, 5, "default", ["default", 1])
+        ),
+        pytest.param(
+            {"default": {"BACKEND": IMMEDIATE, "ENQUEUE_ON_COMMIT": "false"}},
+            r"TASKS\['default'\]\['ENQUEUE_ON_COMMIT'\] must be True or False, not 'false'\.",
+            id="enqueue-on-commit-text",
+        ),
+        *(
+            pytest.param(
+                {"default": {"BACKEND": DATABASE, "OPTIONS": {"LEASE_SECONDS": seconds}}},
+                f"LEASE_SECONDS: {message}",
+                id=f"lease-{seconds}",
+            )
+            for seconds, message in (
+                (0, "Input should be greater than 0"),
+                (math.inf, "Input should be a finite number"),
+                (math.nan, "Input should be a finite number"),
+                (1e12, "Input should be less than or equal to 86400"),
+            )
+        ),
     ],
 )
 def test_backends__bad_settings_raise_and_fail_the_check(settings, setting, message):
@@ -338,6 +367,16 @@ def test_backends__bad_settings_raise_and_fail_the_check(settings, setting, mess
         "TASKS['default']",
         checks.ERROR,
     )
+
+
+def test_backends__a_task_on_a_backend_that_cannot_be_built__left_to_the_check(settings):
+    settings.TASKS = {"default": {"BACKEND": IMMEDIATE, "OPTIONS": {"SERIALISER": "x"}}}
+
+    declared = Task(func=tasks.add.func)  # as `@task` does when its module is imported
+
+    with pytest.raises(InvalidTaskBackendError, match="SERIALISER: Extra inputs"):
+        declared.enqueue(1, 2)
+    assert [error.id for error in task_checks.check_backends()] == ["django_tasks.E001"]
 
 
 def test_backends__unknown_alias_is_named():

@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -351,6 +351,47 @@ def prune(*args: str) -> str:
     out = StringIO()
     call_command("prune_db_task_results", "--backend", "database", *args, stdout=out)
     return out.getvalue().strip()
+
+
+@pytest.mark.parametrize("days", ["-1", "nan", "inf", "1e9"])
+def test_prune__an_age_that_is_no_number_of_days_is_refused(backend, days):
+    expected = f"--min-age-days must be a number of days from 0 to 36,525, not {float(days)}."
+
+    with pytest.raises(CommandError) as error:
+        prune("--min-age-days", days)
+
+    assert str(error.value) == expected
+
+
+INTERVAL = "must be a number of seconds above 0 and at most 86400"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        *(
+            pytest.param(
+                ("--interval", value),
+                f"argument --interval: {INTERVAL}, not {value}",
+                id=f"interval-{value}",
+            )
+            for value in ("0", "-1", "nan", "inf", "1e10")
+        ),
+        pytest.param(
+            ("--worker-id", "w" * 256),
+            "argument --worker-id: must be 1 to 255 characters long (got 256)",
+            id="worker-id-too-long",
+        ),
+        pytest.param(("--concurrency", "0"), "--concurrency must be at least 1.", id="no-threads"),
+        pytest.param(("--prefetch", "-1"), "--prefetch cannot be negative.", id="prefetch"),
+        pytest.param(("--max-tasks", "0"), "--max-tasks must be at least 1.", id="max-tasks"),
+    ],
+)
+def test_db_worker__an_option_out_of_range_is_refused_before_it_starts(options, message):
+    with pytest.raises(CommandError) as error:
+        call_command("db_worker", "--backend", "database", "--batch", *options)
+
+    assert str(error.value).removeprefix("Error: ") == message
 
 
 def test_prune__deletes_only_old_finished_results(backend):

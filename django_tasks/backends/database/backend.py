@@ -32,14 +32,17 @@ class DatabaseOptions(BackendOptions):
     """`OPTIONS` of the database backend, shared by every worker that serves it.
 
     - `DATABASE`: the database alias holding the table (default: the router's choice).
-    - `LEASE_SECONDS`: how long a claim lasts without renewal; workers renew it every
-      third of that while the task runs, and other workers take back expired claims.
+    - `LEASE_SECONDS`: how long a claim lasts without renewal (above 0, at most a day);
+      workers renew it every third of that while the task runs, and other workers take
+      back expired claims.
     - `MAX_LOST_ATTEMPTS`: after this many attempts lost with their worker, the task is
       marked FAILED instead of run again, so a task that kills its worker cannot loop.
     """
 
     database: str | None = Field(default=None, alias="DATABASE")
-    lease_seconds: float = Field(default=60.0, gt=0, alias="LEASE_SECONDS")
+    lease_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, allow_inf_nan=False, alias="LEASE_SECONDS"
+    )
     max_lost_attempts: int = Field(default=3, ge=1, alias="MAX_LOST_ATTEMPTS")
 
 

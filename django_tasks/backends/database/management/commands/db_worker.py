@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -22,11 +23,29 @@ logger = logging.getLogger("django_tasks")
 _VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO}
 
 
-def _positive_float(value: str) -> float:
+MAX_INTERVAL_SECONDS = 86_400.0
+"""The longest idle poll interval: a day (NaN, infinity or more would never poll)."""
+MAX_WORKER_ID_LENGTH = 255
+"""As long as the task table's `worker_id` column."""
+
+
+def _interval(value: str) -> float:
+    """Parse `--interval`: seconds, above 0 and at most a day."""
     number = float(value)
-    if number <= 0:
-        raise ValueError(value)
+    if not 0 < number <= MAX_INTERVAL_SECONDS:  # False for NaN too
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {MAX_INTERVAL_SECONDS:g}, not {value}"
+        )
     return number
+
+
+def _worker_id(value: str) -> str:
+    """Parse `--worker-id`: text that fits the task table's column."""
+    if not value or len(value) > MAX_WORKER_ID_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {MAX_WORKER_ID_LENGTH} characters long (got {len(value)})"
+        )
+    return value
 
 
 class Command(BaseCommand):
@@ -59,7 +78,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--interval",
-            type=_positive_float,
+            type=_interval,
             default=1.0,
             help="Seconds between polls while idle (default: 1). PostgreSQL workers are "
             "also woken at once by the NOTIFY sent on enqueue.",
@@ -69,6 +88,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--worker-id",
+            type=_worker_id,
             default=None,
             help="This worker's id in results and logs (default: host:pid).",
         )

@@ -14,6 +14,10 @@ from django_tasks.results import TaskResultStatus
 FINISHED = [TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED]
 
 
+MAX_AGE_DAYS = 36_525
+"""A hundred years: older than any result, and well inside what a `timedelta` holds."""
+
+
 class Command(BaseCommand):
     """Delete finished results; READY and RUNNING tasks are never touched."""
 
@@ -48,8 +52,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         """Delete, or count with --dry-run, the matching results."""
         backend = database_backend(options["backend"], "prune_db_task_results")
-        if options["min_age_days"] < 0:
-            raise CommandError("--min-age-days cannot be negative.")
+        if not 0 <= options["min_age_days"] <= MAX_AGE_DAYS:  # False for NaN too
+            raise CommandError(
+                f"--min-age-days must be a number of days from 0 to {MAX_AGE_DAYS:,}, "
+                f"not {options['min_age_days']}."
+            )
         rows = backend.model.objects.using(backend.db_alias()).filter(
             backend_name=backend.alias,
             status__in=[options["status"]] if options["status"] else FINISHED,
