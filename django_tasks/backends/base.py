@@ -73,12 +73,12 @@ class BaseTaskBackend(metaclass=ABCMeta):
     def __init__(self, alias: str, params: Mapping[str, Any]) -> None:
         self.alias = alias
         self.queues = self._parse_queues(params.get("QUEUES", [DEFAULT_TASK_QUEUE_NAME]))
-        self.enqueue_on_commit = params.get("ENQUEUE_ON_COMMIT", False)
-        if not isinstance(self.enqueue_on_commit, bool):
+        on_commit = params.get("ENQUEUE_ON_COMMIT", False)
+        if not isinstance(on_commit, bool):
             raise exceptions.InvalidTaskBackend(
-                f"TASKS['{alias}']['ENQUEUE_ON_COMMIT'] must be True or False, not "
-                f"{self.enqueue_on_commit!r}."
+                f"TASKS['{alias}']['ENQUEUE_ON_COMMIT'] must be True or False, not {on_commit!r}."
             )
+        self.enqueue_on_commit: bool = on_commit
         self.options = self._parse_options(params.get("OPTIONS", {}))
         self.serializer: serializers.Serializer = self.options.serializer()
 
