@@ -2,10 +2,10 @@
 
 Each task function gets one `TaskSignature`, built when `@task` decorates it. The shape of
 the signature (parameter kinds, the context parameter) is checked at once; the pydantic
-models are built at once too, unless an annotation cannot be resolved yet (a
-`TYPE_CHECKING` import, a class defined later in the module), in which case they are
-built on first use. The `django_tasks` system check builds every registered task's
-models at startup, so such errors still surface before the first request.
+models are built at once too, unless an annotation cannot be resolved yet (a class
+defined or imported later in the module), in which case they are built on first use.
+The `django_tasks` system check builds every registered task's models at startup, so
+such errors still surface before the first request.
 """
 
 from __future__ import annotations
@@ -566,10 +566,10 @@ class TaskSignature:
         try:
             dump = models.dump_arguments
             dumped = validated if models.all_native else dump(validated, **_fidelity.DUMP)
-        except PydanticSerializationError as error:
+        except _UNWRITABLE as error:
             raise exceptions.InvalidTask(
                 f"Invalid arguments for task '{self.task_path}': they cannot be written as "
-                f"JSON ({error}); send values JSON can hold unchanged.",
+                f"JSON ({_why_unwritable(error)}); send values JSON can hold unchanged.",
                 task_path=self.task_path,
             ) from None
         return self._bound(len(args), validated, dumped, models.may_hold_nan)
@@ -603,7 +603,7 @@ class TaskSignature:
         if models.row_types is not None:
             try:
                 bound_tuples = self._bind_as_tuples(calls, models)
-            except (exceptions.InvalidTask, ValidationError, PydanticSerializationError):
+            except (exceptions.InvalidTask, ValidationError, *_UNWRITABLE):
                 return self._bind_each(calls)
             if bound_tuples is not None:
                 return typing.cast(list[BoundCall | None], bound_tuples), []
@@ -621,7 +621,7 @@ class TaskSignature:
             if models.scan_names:
                 self._refuse_unfaithful_many(validated, models.scan_names)
             dumped: list[dict[str, Any]] = models.many.dump_python(validated, **_fidelity.DUMP)
-        except (exceptions.InvalidTask, ValidationError, PydanticSerializationError):
+        except (exceptions.InvalidTask, ValidationError, *_UNWRITABLE):
             # One call or more is bad: validate each alone to say which, and why.
             return self._bind_each(calls)
         bound = self._split_calls(calls, validated, dumped, models.may_hold_nan)
@@ -908,7 +908,14 @@ class TaskSignature:
                 task_path=self.task_path,
                 errors=details,
             ) from None
-        return instance.model_dump(**_fidelity.DUMP)["value"]
+        try:
+            return instance.model_dump(**_fidelity.DUMP)["value"]
+        except _UNWRITABLE as error:
+            raise exceptions.InvalidTask(
+                f"Task '{self.task_path}' returned a value that cannot be written as JSON: "
+                f"{_why_unwritable(error)}.",
+                task_path=self.task_path,
+            ) from None
 
     def load_result(self, value: Any) -> Any:
         """Validate a decoded return value leniently into the declared return type."""
@@ -924,6 +931,20 @@ class TaskSignature:
                 task_path=self.task_path,
             ) from None
         return loaded.value  # type: ignore[attr-defined]
+
+
+_UNWRITABLE = (PydanticSerializationError, UnicodeDecodeError)
+"""What pydantic raises for a validated value it cannot write as JSON: bytes that are not
+UTF-8 text raise `UnicodeDecodeError`, since JSON holds `bytes` as text."""
+
+
+def _why_unwritable(error: Exception) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return (
+            "bytes that are not UTF-8 text, which JSON holds bytes as; send other bytes "
+            "as text, base64-encoded for instance"
+        )
+    return str(error)
 
 
 def calls_invalid(task_path: str, problems: Sequence[Problem]) -> exceptions.InvalidTask:

@@ -358,3 +358,12 @@ def decoded_file_name(name: str) -> str:
     import os
 
     return os.fsdecode(name.encode("latin-1"))
+
+
+@task
+def imported_at_the_end(item: DefinedLater) -> str:
+    """Take a type the module imports only at its end, as a project breaks an import cycle."""
+    return item.label
+
+
+from tests.later import DefinedLater  # noqa: E402 - at the end on purpose

@@ -135,9 +135,15 @@ class BaseTaskBackend(metaclass=ABCMeta):
         self._validate_run_after(task)
 
     def _validate_run_after(self, task: Task[Any, Any]) -> None:
-        run_after = task.run_after
+        run_after: object = task.run_after  # as given: using() takes anything at run time
         if run_after is None:
             return
+        if not isinstance(run_after, (datetime, timedelta)):
+            self._reject(
+                task,
+                "run_after must be an aware datetime or a timedelta (from now), not "
+                f"{type(run_after).__name__} {run_after!r}",
+            )
         if not self.supports_defer:
             self._reject(task, f"backend '{self.alias}' does not support run_after")
         if isinstance(run_after, datetime) and settings.USE_TZ and timezone.is_naive(run_after):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -249,6 +249,24 @@ def test_retry_policy__backoff_must_be_finite_and_at_least_1(backoff):
 def test_run_after__must_be_aware(dummy):
     with pytest.raises(InvalidTaskError, match="run_after must be an aware datetime"):
         tasks.add.using(run_after=datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("run_after", "shown"),
+    [
+        pytest.param("tomorrow", "str 'tomorrow'", id="text"),
+        pytest.param(5, "int 5", id="number"),
+        pytest.param(date(2030, 1, 1), "date datetime.date(2030, 1, 1)", id="date"),
+    ],
+)
+def test_run_after__must_be_a_datetime_or_a_timedelta(dummy, run_after, shown):
+    with pytest.raises(InvalidTaskError) as error:
+        tasks.add.using(run_after=run_after)
+
+    assert str(error.value) == (
+        "Task 'tests.tasks.add' is invalid: run_after must be an aware datetime or a "
+        f"timedelta (from now), not {shown}."
+    )
 
 
 def test_queues__empty_list_disables_validation(settings):

@@ -137,6 +137,12 @@ def test_roundtrip__forward_reference_resolved_on_first_use(serializer):
     assert_same(tasks.deferred_annotation.enqueue(later).return_value, later)
 
 
+def test_roundtrip__a_type_imported_at_the_end_of_the_module_resolves(serializer):
+    from tests.later import DefinedLater
+
+    assert tasks.imported_at_the_end.enqueue(DefinedLater(label="x")).return_value == "x"
+
+
 # What hypothesis draws: (annotation-specific strategy, task taking exactly that type).
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 text = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"))

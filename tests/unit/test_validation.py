@@ -11,7 +11,7 @@ from typing import Any, NotRequired
 
 import pytest
 
-from django_tasks import InvalidTaskError, _fidelity, serializers
+from django_tasks import InvalidTaskError, _fidelity, serializers, task
 from tests import tasks
 from tests.conftest import IMMEDIATE, tasks_setting
 
@@ -246,3 +246,41 @@ def test_serializers__refuse_nan():
         serializers.JsonSerializer().dumps(math.nan)
     with pytest.raises(ValueError, match="NaN is not valid JSON"):
         serializers.JsonSerializer().loads("[NaN]")
+
+
+@task
+def raw(data: bytes) -> bytes:
+    return data
+
+
+NOT_UTF8 = (
+    "bytes that are not UTF-8 text, which JSON holds bytes as; send other bytes as text, "
+    "base64-encoded for instance"
+)
+
+
+def test_enqueue__bytes_that_are_not_utf8_are_refused_with_what_to_send(immediate):
+    assert raw.enqueue(b"caf\xc3\xa9").return_value == b"caf\xc3\xa9"  # UTF-8: kept
+
+    single = errors_of(lambda: raw.enqueue(b"\xff"))
+    bulk = errors_of(lambda: raw.enqueue_many([raw.arguments(b"ok"), raw.arguments(b"\xff")]))
+
+    assert str(single) == (
+        "Invalid arguments for task 'tests.unit.test_validation.raw': they cannot be written "
+        f"as JSON ({NOT_UTF8}); send values JSON can hold unchanged."
+    )
+    assert str(bulk).splitlines()[:2] == [
+        "1 of the calls to task 'tests.unit.test_validation.raw' are invalid, so none was "
+        "enqueued:",
+        f"call 1: {single}",
+    ]
+
+
+def test_result__bytes_that_are_not_utf8_fail_the_task_saying_why():
+    with pytest.raises(InvalidTaskError) as error:
+        raw.signature.dump_result(b"\xff")
+
+    assert str(error.value) == (
+        "Task 'tests.unit.test_validation.raw' returned a value that cannot be written as "
+        f"JSON: {NOT_UTF8}."
+    )
