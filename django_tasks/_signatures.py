@@ -24,7 +24,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticSerializationError
 from typing_extensions import TypedDict
 
-from django_tasks import _fidelity, _instances, _unions, exceptions
+from django_tasks import _fidelity, _instances, _shapes, _unions, exceptions
 
 _CONFIG = ConfigDict(
     strict=True,
@@ -224,6 +224,7 @@ class _Models:
         "result",
         "row_types",
         "scan_names",
+        "unreadable",
         "validate_arguments",
     )
 
@@ -280,6 +281,7 @@ class _Models:
         )
         self.result.model_rebuild(raise_errors=True)
         self.ambiguous = _find_ambiguous(declared)
+        self.unreadable = _shapes.find_unreadable(declared)
         self.renamed = next(
             (parameter.name for parameter in parameters if _renames(declared[parameter.name])),
             None,
@@ -454,6 +456,13 @@ class TaskSignature:
                 f"Parameter '{name}' of task '{self.task_path}' has a pydantic Field with an "
                 "alias or exclude=True; a call passes it by its own name and its value must "
                 "be stored, so remove the alias or the exclude.",
+                task_path=self.task_path,
+            )
+        if self._models.unreadable is not None:
+            problem, self._models = self._models.unreadable, None
+            raise exceptions.InvalidTask(
+                f"Task '{self.task_path}' has a type whose values JSON cannot bring back "
+                f"whole, in {problem}.",
                 task_path=self.task_path,
             )
         if self._models.ambiguous is not None:

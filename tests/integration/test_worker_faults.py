@@ -390,8 +390,9 @@ def row_locked_elsewhere(row_id: Any) -> Iterator[None]:
         other.close()
 
 
-def test_passing_errors__a_lock_timeout_is_retried_a_bad_statement_is_refused():
-    result = tasks.add.using(backend="database").enqueue(1, 1)
+@contextlib.contextmanager
+def short_lock_waits() -> Iterator[None]:
+    """Make this test's connection give up on a lock at once (SQLite) or within a second."""
     short_wait = {
         "sqlite": "PRAGMA busy_timeout = 0",
         "postgresql": "SET lock_timeout = '50ms'",
@@ -400,13 +401,19 @@ def test_passing_errors__a_lock_timeout_is_retried_a_bad_statement_is_refused():
     try:
         with connection.cursor() as cursor:
             cursor.execute(short_wait)
+        yield
+    finally:
+        connection.close()  # the short lock wait was for this test only
+
+
+def test_passing_errors__a_lock_timeout_is_retried_a_bad_statement_is_refused():
+    result = tasks.add.using(backend="database").enqueue(1, 1)
+    with short_lock_waits():
         update = DBTaskResult.objects.filter(id=result.id)
         with row_locked_elsewhere(result.id), pytest.raises(DatabaseError) as timed_out:
             update.update(priority=3)
         with pytest.raises(DatabaseError) as refused, connection.cursor() as cursor:
             cursor.execute("SELECT no_such_column FROM " + connection.ops.quote_name(TABLE))
-    finally:
-        connection.close()  # the short lock wait was for this test only
 
     assert _passing(timed_out.value), timed_out.value
     assert not _passing(refused.value), refused.value
@@ -416,21 +423,11 @@ def test_worker_statement_meeting_a_lock__logged_as_a_conflict_not_an_outage(cap
     """A lock wait that times out is the database answering: `database_conflict`."""
     caplog.set_level(logging.WARNING, logger="django_tasks")
     result = tasks.add.using(backend="database").enqueue(1, 1)
-    short_wait = {
-        "sqlite": "PRAGMA busy_timeout = 0",
-        "postgresql": "SET lock_timeout = '50ms'",
-        "mysql": "SET SESSION innodb_lock_wait_timeout = 1",
-    }[connection.vendor]
-    with database_backend() as backend:
+    with database_backend() as backend, short_lock_waits():
         worker = Worker(backend, WorkerOptions(queues=None, startup_delay=False))
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(short_wait)
-            update = DBTaskResult.objects.filter(id=result.id).update
-            with row_locked_elsewhere(result.id):
-                done = worker._database("reprioritize", update, priority=3)
-        finally:
-            connection.close()  # the short lock wait was for this test only
+        update = DBTaskResult.objects.filter(id=result.id).update
+        with row_locked_elsewhere(result.id):
+            done = worker._database("reprioritize", update, priority=3)
 
     assert done is None  # given up for this round, as a claim or a renewal is
     assert "WARNING database_conflict action=reprioritize worker_id=" in _records(caplog)

@@ -279,3 +279,97 @@ def test_signature__a_parameter_field_that_only_constrains_it_is_kept():
     signature = TaskSignature(constrained, takes_context=False, task_path="shop.tasks.constrained")
 
     assert signature.build().row_types is not None  # its calls validate as tuples in bulk
+
+
+class Secret(BaseModel):
+    name: str
+    token: str = Field(default="", exclude=True)
+
+
+@dataclasses.dataclass
+class Hidden:
+    size: Annotated[int, Field(exclude=True)]
+
+
+class HiddenKey(TypedDict):
+    size: Annotated[int, Field(exclude=True)]
+
+
+class Outer(BaseModel):
+    inner: list[Secret]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "problem"),
+    [
+        pytest.param(
+            Secret,
+            "parameter 'value': field 'Secret.token' has exclude=True or exclude_if",
+            id="model",
+        ),
+        pytest.param(
+            Outer | None,
+            "parameter 'value': field 'Secret.token' has exclude=True or exclude_if",
+            id="nested-model",
+        ),
+        pytest.param(
+            Hidden,
+            "parameter 'value': field 'Hidden.size' has exclude=True or exclude_if",
+            id="dataclass",
+        ),
+        pytest.param(
+            dict[str, HiddenKey],
+            "parameter 'value': field 'HiddenKey.size' has exclude=True or exclude_if",
+            id="typeddict",
+        ),
+        pytest.param(
+            dict[tuple[int, int], int],
+            "parameter 'value': dict keys of type tuple are written to JSON as text",
+            id="tuple-keys",
+        ),
+        pytest.param(
+            list[dict[frozenset[str] | None, int]],
+            "parameter 'value': dict keys of type frozenset are written to JSON as text",
+            id="frozenset-keys",
+        ),
+    ],
+)
+def test_signature__a_type_json_cannot_bring_back_whole_is_refused(annotation, problem):
+    def takes(value: Any) -> None: ...
+
+    takes.__annotations__["value"] = annotation
+
+    with pytest.raises(InvalidTaskError) as error:
+        TaskSignature(takes, takes_context=False, task_path="shop.tasks.takes")
+
+    assert str(error.value).startswith(
+        "Task 'shop.tasks.takes' has a type whose values JSON cannot bring back whole, in "
+        f"{problem}"
+    )
+
+
+def test_signature__a_return_json_cannot_bring_back_whole_is_refused():
+    def gives() -> dict[tuple[int, int], int]: ...
+
+    with pytest.raises(InvalidTaskError, match="in the return annotation: dict keys of type"):
+        TaskSignature(gives, takes_context=False, task_path="shop.tasks.gives")
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    [
+        dict[int, str],
+        dict[date, int],
+        dict[tasks.Colour, int],
+        dict[Decimal | None, int],
+        dict[UUID, list[tasks.LineItem]],
+        tasks.Customer,
+        Annotated[Sender, Field(description="kept")],
+    ],
+)
+def test_signature__types_json_brings_back_whole_are_kept(annotation):
+    def takes(value: Any) -> None: ...
+
+    takes.__annotations__["value"] = annotation
+
+    assert TaskSignature(takes, takes_context=False, task_path="shop.tasks.takes").build()
