@@ -30,50 +30,76 @@ def _encode(serializer: serializers.Serializer, value: Any) -> bytes | str:
     return data
 
 
-def _named_arguments(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    named = [(f"args[{index}]", value) for index, value in enumerate(payload["args"])]
+def _named_arguments(
+    payload: Mapping[str, Any], signature: _signatures.TaskSignature | None
+) -> list[tuple[str, Any]]:
+    """Name each argument of a payload: a positional one by its parameter where known."""
+    name = signature.positional_name if signature else "args[{}]".format
+    named = [(name(index), value) for index, value in enumerate(payload["args"])]
     named.extend(payload["kwargs"].items())
     return named
 
 
-def _find_unstorable_argument(payload: Mapping[str, Any]) -> str | None:
-    found = (_signatures.find_unstorable(value, name) for name, value in _named_arguments(payload))
-    return next((problem for problem in found if problem), None)
+def _find_unstorable_arguments(
+    payload: Mapping[str, Any], signature: _signatures.TaskSignature | None
+) -> list[tuple[str, str]]:
+    """Return `(name, problem)` for each argument JSON storage would change."""
+    found = (
+        (name, _signatures.find_unstorable(value, name))
+        for name, value in _named_arguments(payload, signature)
+    )
+    return [(name, problem) for name, problem in found if problem]
 
 
 def _find_unencodable(
-    serializer: serializers.Serializer, payload: Mapping[str, Any]
-) -> tuple[str, Exception] | None:
-    for name, value in _named_arguments(payload):
+    serializer: serializers.Serializer,
+    payload: Mapping[str, Any],
+    signature: _signatures.TaskSignature | None,
+) -> list[tuple[str, str]]:
+    problems = []
+    for name, value in _named_arguments(payload, signature):
         try:
             _encode(serializer, value)
         except (TypeError, ValueError) as error:
-            return name, error
-    return None
+            problems.append((name, _cannot_encode(name, serializer, error)))
+    return problems
+
+
+def _cannot_encode(name: str, serializer: serializers.Serializer, error: Exception) -> str:
+    return f"'{name}': {type(serializer).__name__} cannot encode it ({error})"
 
 
 def dumps_call(
-    task_path: str, bound: _signatures.BoundCall, serializer: serializers.Serializer
+    task_path: str,
+    bound: _signatures.BoundCall,
+    serializer: serializers.Serializer,
+    signature: _signatures.TaskSignature | None = None,
 ) -> bytes | str:
-    """Encode a validated call as JSON, or raise `InvalidTask` if JSON would change it."""
+    """Encode a validated call as JSON, or raise `InvalidTask` naming every argument JSON
+    would change; `signature` names positional arguments by their parameters."""
     payload = bound.payload
-    problem = _find_unstorable_argument(payload) if bound.may_hold_nan else None
+    problems = _find_unstorable_arguments(payload, signature) if bound.may_hold_nan else []
     data: bytes | str = b""
-    if problem is None:
+    if not problems:
         try:
             data = _encode(serializer, payload)
         except (TypeError, ValueError) as error:
-            found = _find_unencodable(serializer, payload)
-            where, cause = found if found else ("arguments", error)
-            problem = f"'{where}': {type(serializer).__name__} cannot encode it ({cause})"
-    if problem is None and _has_nul_escape(data):
-        problem = _find_unstorable_argument(payload)
-    if problem is not None:
+            problems = _find_unencodable(serializer, payload, signature) or [
+                ("arguments", _cannot_encode("arguments", serializer, error))
+            ]
+    if not problems and _has_nul_escape(data):
+        problems = _find_unstorable_arguments(payload, signature)
+    if problems:
+        lines = "".join(f"\n  - {problem}" for _, problem in problems)
+        values = "a value" if len(problems) == 1 else "values"
         raise exceptions.InvalidTask(
-            f"Invalid arguments for task '{task_path}':\n  - {problem}; "
-            "send a value JSON can hold unchanged.",
+            f"Invalid arguments for task '{task_path}':{lines}; "
+            f"send {values} JSON can hold unchanged.",
             task_path=task_path,
-            errors=[{"type": "json", "loc": (), "msg": problem, "input": None}],
+            errors=[
+                {"type": "json", "loc": (name,), "msg": problem, "input": None}
+                for name, problem in problems
+            ],
         )
     return data
 
@@ -82,6 +108,7 @@ def dumps_calls(
     task_path: str,
     calls: list[_signatures.BoundCall],
     serializer: serializers.Serializer,
+    signature: _signatures.TaskSignature | None = None,
 ) -> tuple[list[bytes | str], list[_signatures.Problem]]:
     """Encode many validated calls as `dumps_call` does each.
 
@@ -106,7 +133,7 @@ def dumps_calls(
                     encoded.append(data)
                     continue
         try:
-            encoded.append(dumps_call(task_path, bound, serializer))
+            encoded.append(dumps_call(task_path, bound, serializer, signature))
         except exceptions.InvalidTask as error:
             problems.append((index, error))
     return encoded, problems
@@ -139,7 +166,7 @@ def dumps_result(
 ) -> bytes | str:
     """Validate a return value against the annotation and encode it as JSON."""
     jsonable = signature.dump_result(value)
-    problem = _signatures.find_unstorable(jsonable)
+    problem = _signatures.find_unstorable(jsonable, "return value")
     if problem is None:
         try:
             return _encode(serializer, jsonable)

@@ -511,6 +511,12 @@ class TaskSignature:
             data[typing.cast(str, self.var_keyword)] = extra
         return data
 
+    def positional_name(self, index: int) -> str:
+        """Name the argument passed at `index`: its parameter, or `*args`' name and place."""
+        if index < len(self.positional):
+            return self.positional[index]
+        return f"{self.var_positional or 'args'}[{index - len(self.positional)}]"
+
     def _reject(self, problem: str) -> typing.NoReturn:
         raise exceptions.InvalidTask(
             f"Task '{self.task_path}' {problem}.",

@@ -191,7 +191,7 @@ class BaseTaskBackend(metaclass=ABCMeta):
         enqueued_at: datetime | None,
     ) -> tuple[results.TaskResult[T], bytes | str]:
         bound = task.signature.bind_call(args, kwargs)
-        data = _serialization.dumps_call(task.module_path, bound, self.serializer)
+        data = _serialization.dumps_call(task.module_path, bound, self.serializer, task.signature)
         result = results.TaskResult(
             task=task,
             id=self.new_result_id(),
@@ -265,17 +265,17 @@ class BaseTaskBackend(metaclass=ABCMeta):
 
         A call that fails validation and another that JSON cannot hold are both named.
         """
-        path = task.module_path
-        bound_calls, problems = task.signature.try_bind_calls(calls)
+        path, signature = task.module_path, task.signature
+        bound_calls, problems = signature.try_bind_calls(calls)
         if problems:
             good = [(index, bound) for index, bound in enumerate(bound_calls) if bound is not None]
             _, unencodable = _serialization.dumps_calls(
-                path, [bound for _, bound in good], self.serializer
+                path, [bound for _, bound in good], self.serializer, signature
             )
             problems.extend((good[index][0], error) for index, error in unencodable)
             raise _signatures.calls_invalid(path, sorted(problems, key=_first))
         bound = typing.cast(list[_signatures.BoundCall], bound_calls)
-        encoded, unencodable = _serialization.dumps_calls(path, bound, self.serializer)
+        encoded, unencodable = _serialization.dumps_calls(path, bound, self.serializer, signature)
         if unencodable:
             raise _signatures.calls_invalid(path, unencodable)
         ids = self.new_result_ids(len(bound))

@@ -11,7 +11,7 @@ from typing import Any, NotRequired
 
 import pytest
 
-from django_tasks import InvalidTaskError, _fidelity, serializers, task
+from django_tasks import InvalidTaskError, _fidelity, _serialization, serializers, task
 from tests import tasks
 from tests.conftest import IMMEDIATE, tasks_setting
 
@@ -165,9 +165,9 @@ def test_enqueue__untyped_tuples_become_lists_as_in_django(immediate):
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        pytest.param("a\x00b", "'args[0]': the NUL character \\u0000 cannot be stored", id="nul"),
+        pytest.param("a\x00b", "'value': the NUL character \\u0000 cannot be stored", id="nul"),
         pytest.param({"k\x00": 1}, "the NUL character", id="nul-key"),
-        pytest.param(2**64, "'args[0]': OrjsonSerializer cannot encode it", id="int-past-64-bits"),
+        pytest.param(2**64, "'value': OrjsonSerializer cannot encode it", id="int-past-64-bits"),
         pytest.param(
             {"\ud800": 1}, "'value': the key '\\ud800' is not valid Unicode", id="surrogate-key"
         ),
@@ -212,6 +212,25 @@ def test_needs_scan__only_what_may_hold_a_datetime_time_or_dict_key(annotation, 
     assert _fidelity.needs_scan(annotation) is scanned
 
 
+@task
+def two_texts(first: str, /, second: str, *more: str) -> None: ...
+
+
+def test_enqueue__names_every_argument_json_would_change(immediate):
+    error = errors_of(lambda: two_texts.enqueue("a\x00", "b", "c", "d\x00"))
+
+    assert str(error) == (
+        "Invalid arguments for task 'tests.unit.test_validation.two_texts':\n"
+        "  - 'first': the NUL character \\u0000 cannot be stored\n"
+        "  - 'more[1]': the NUL character \\u0000 cannot be stored; "
+        "send values JSON can hold unchanged."
+    )
+    assert [(e["type"], e["loc"]) for e in error.errors] == [
+        ("json", ("first",)),
+        ("json", ("more[1]",)),
+    ]
+
+
 def test_enqueue__backslash_u0000_text_is_not_a_nul(immediate):
     assert tasks.echo.enqueue("\\u0000").return_value == "\\u0000"
 
@@ -228,7 +247,7 @@ def test_enqueue__nan_inside_a_pydantic_model_is_rejected(immediate):
 
     assert str(error) == (
         "Invalid arguments for task 'tests.tasks.measure':\n"
-        "  - 'args[0].value': NaN and infinities cannot be stored; "
+        "  - 'measurement.value': NaN and infinities cannot be stored; "
         "send a value JSON can hold unchanged."
     )
 
@@ -283,4 +302,14 @@ def test_result__bytes_that_are_not_utf8_fail_the_task_saying_why():
     assert str(error.value) == (
         "Task 'tests.unit.test_validation.raw' returned a value that cannot be written as "
         f"JSON: {NOT_UTF8}."
+    )
+
+
+def test_result__a_return_value_json_would_change_names_it():
+    with pytest.raises(InvalidTaskError) as error:
+        _serialization.dumps_result(tasks.echo.signature, "a\x00", serializers.OrjsonSerializer())
+
+    assert str(error.value) == (
+        "Task 'tests.tasks.echo' returned a value JSON cannot hold unchanged: "
+        "'return value': the NUL character \\u0000 cannot be stored"
     )
