@@ -224,6 +224,19 @@ def test_worker__concurrency_runs_everything(backend):
     assert [r.refresh().return_value for r in results] == [2 * n for n in range(30)]
 
 
+def test_worker__stops_starting_no_more_threads_than_its_tasks_used(backend):
+    """At stop, each pool thread closes its connections; threads never started are not
+    started for that (at --concurrency 10000 that took half a minute)."""
+    results = [on_database(tasks.add).enqueue(n, n) for n in range(3)]
+    before = threading.active_count()
+
+    worker = drain(backend, concurrency=10_000)
+
+    assert [r.refresh().status for r in results] == [TaskResultStatus.SUCCESSFUL] * 3
+    assert 1 <= len(worker._pool_started) <= 3
+    assert threading.active_count() <= before  # the pool's threads are gone
+
+
 def test_worker__runs_only_its_queues(backend):
     report = on_database(tasks.in_queue).enqueue(1)
     default = on_database(tasks.add).enqueue(1, 1)

@@ -120,8 +120,13 @@ class Worker:
         self._claim_one = False
         self._oldest = 0.0
         self._running: dict[concurrent.futures.Future[claims.Finished], DBTaskResult] = {}
+        self._pool_started: list[int] = []
+        """One entry per thread the pool has started (it starts them as tasks come)."""
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            options.concurrency, thread_name_prefix="django_tasks_worker"
+            options.concurrency,
+            thread_name_prefix="django_tasks_worker",
+            initializer=self._pool_started.append,
+            initargs=(1,),
         )
         self._listener = _listener_for(self.scope.alias)
 
@@ -306,8 +311,14 @@ class Worker:
         return False
 
     def _close_pool_connections(self) -> None:
-        """Close each pool thread's database connections: one job per thread, held by a barrier."""
-        threads = self.options.concurrency
+        """Close each pool thread's database connections: one job per thread, held by a barrier.
+
+        Only as many jobs as the pool has started threads: one job per `--concurrency`
+        would start every thread the pool may have, which took seconds at thousands.
+        """
+        threads = len(self._pool_started)
+        if threads == 0:
+            return
         barrier = threading.Barrier(threads)
 
         def close() -> None:
