@@ -354,6 +354,19 @@ def test_stop_signals__in_a_receiver_after_the_task_returned_keep_its_outcome(ba
     assert finished.errors == []
 
 
+def test_get_result__only_this_backends_results(settings, backend):
+    settings.TASKS = {
+        **settings.TASKS,
+        "other": {"BACKEND": "django_tasks.backends.database.DatabaseBackend"},
+    }
+    other = on_database(tasks.add).using(backend="other").enqueue(1, 2)
+
+    assert django_tasks.task_backends["other"].get_result(other.id).backend == "other"
+    with pytest.raises(django_tasks.TaskResultDoesNotExist) as error:
+        backend.get_result(other.id)
+    assert str(error.value) == f"No task result {other.id} in backend 'database'."
+
+
 def test_get_result__unknown_and_malformed_ids(backend):
     for result_id in ["2f1b7a4e-0000-4000-8000-000000000000", "not-a-uuid"]:
         with pytest.raises(django_tasks.TaskResultDoesNotExist):

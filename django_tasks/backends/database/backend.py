@@ -125,9 +125,15 @@ class DatabaseBackend(BaseTaskBackend):
         return new_row
 
     def get_result(self, result_id: str) -> results.TaskResult[Any]:
-        """Return the result stored under `result_id`, decoded into its declared types."""
+        """Return the result stored under `result_id`, decoded into its declared types.
+
+        Only this backend's results: backends that share the table (two aliases of the
+        database backend) do not see each other's.
+        """
         try:
-            row = self.model.objects.using(self.db_alias()).get(id=result_id)
+            row = self.model.objects.using(self.db_alias()).get(
+                id=result_id, backend_name=self.alias
+            )
         except (self.model.DoesNotExist, ValidationError, ValueError):
             raise exceptions.TaskResultDoesNotExist(
                 f"No task result {result_id} in backend '{self.alias}'."
