@@ -95,11 +95,9 @@ def _fields(cls: type) -> Iterator[tuple[str, Any, bool]]:
         hints = typing.get_type_hints(cls, include_extras=True)
     except (NameError, TypeError):  # unresolved yet: building the models reports it
         return
-    defaults = (
-        {field.name: field.default for field in dataclasses.fields(cls)}
-        if (dataclasses.is_dataclass(cls))
-        else {}
-    )
+    # A dataclass field may carry its pydantic `Field(...)` as its default.
+    fields = dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()
+    defaults = {field.name: field.default for field in fields}
     for name, hint in hints.items():
         infos = [defaults.get(name), *getattr(hint, "__metadata__", ())]
         yield name, hint, any(isinstance(info, FieldInfo) and _drops(info) for info in infos)

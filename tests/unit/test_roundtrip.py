@@ -291,6 +291,11 @@ class Hidden:
     size: Annotated[int, Field(exclude=True)]
 
 
+@pydantic.dataclasses.dataclass
+class HiddenDefault:
+    size: int = Field(default=0, exclude=True)
+
+
 class HiddenKey(TypedDict):
     size: Annotated[int, Field(exclude=True)]
 
@@ -316,6 +321,11 @@ class Outer(BaseModel):
             Hidden,
             "parameter 'value': field 'Hidden.size' has exclude=True or exclude_if",
             id="dataclass",
+        ),
+        pytest.param(
+            HiddenDefault,
+            "parameter 'value': field 'HiddenDefault.size' has exclude=True or exclude_if",
+            id="pydantic-dataclass",
         ),
         pytest.param(
             dict[str, HiddenKey],
