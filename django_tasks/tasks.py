@@ -99,16 +99,19 @@ def _task_class(alias: str) -> type[Task[Any, Any]]:
 
     try:
         return task_backends[alias].task_class
-    except exceptions.InvalidTaskBackend:
-        if not _configured(alias):
+    except exceptions.InvalidTaskBackend as error:
+        if not _left_to_the_check(alias, error):
             raise
         return Task
 
 
-def _configured(alias: str) -> bool:
-    """Tell whether the `TASKS` setting names `alias` (well formed or not)."""
-    from django_tasks import task_backends
+def _left_to_the_check(alias: str, error: exceptions.InvalidTaskBackend) -> bool:
+    """Tell whether the backend error is the system check's to report: TASKS names
+    `alias`, and does not name a `django.tasks` backend there (which our API refuses)."""
+    from django_tasks import _interop, task_backends
 
+    if isinstance(error, _interop.DjangoBackendRefused):
+        return False
     try:
         return alias in task_backends.settings
     except exceptions.InvalidTaskBackend:  # TASKS itself is not a dict
@@ -165,12 +168,13 @@ class Task(Generic[P, T]):
         _check_function(self.func, takes_context=self.takes_context)
         try:
             backend = self.get_backend()
-        except exceptions.InvalidTaskBackend:
+        except exceptions.InvalidTaskBackend as error:
             # A backend in TASKS that cannot be built (bad OPTIONS, say) is the
             # `django_tasks.E001` check's to report, with its hint, and enqueue raises the
             # same error: failing here would fail the import of every tasks module first.
-            if not _configured(self.backend):
-                raise  # an alias TASKS does not name at all: a typo in the decorator
+            # An alias TASKS does not name (a typo) fails here.
+            if not _left_to_the_check(self.backend, error):
+                raise
         else:
             backend.validate_task(self)
         # django.tasks' @task builds this class for our backends without registering it:
