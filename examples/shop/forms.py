@@ -25,9 +25,10 @@ class OrderForm(forms.Form):
             )
 
     def clean(self) -> dict[str, Any]:
-        """Require at least one product."""
+        """Require at least one product, unless a quantity given was already refused."""
         cleaned = super().clean() or {}
-        if not any(cleaned.get(sku) for sku in CATALOGUE):
+        refused = any(sku in self.errors for sku in CATALOGUE)
+        if not refused and not any(cleaned.get(sku) for sku in CATALOGUE):
             raise forms.ValidationError("Choose at least one product.")
         return cleaned
 

@@ -18,6 +18,7 @@ from django_tasks import (
     TaskResultStatus,
     default_task_backend,
 )
+from django_tasks.backends.database.models import DBTaskResult
 from shop.models import Currency, Order
 from shop.orders import place_order
 from shop.tasks import (
@@ -213,6 +214,15 @@ def test_order_view__without_products_enqueues_nothing(client: Client, dummy):
     assert dummy.results == []
 
 
+def test_order_view__a_refused_quantity_is_the_only_error(client: Client, dummy):
+    response = client.post(reverse("shop:order"), {**ORDER_FORM, "mug": "21"})
+
+    assert response.status_code == 200
+    assert b"Ensure this value is less than or equal to 20." in response.content
+    assert b"Choose at least one product." not in response.content
+    assert dummy.results == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_order_view__redirects_to_the_sent_receipt(client: Client, immediate, mailoutbox):
     response = client.post(reverse("shop:order"), ORDER_FORM, follow=True)
@@ -245,6 +255,26 @@ def test_receipt_view__on_the_database_waits_for_a_worker_and_reloads(client: Cl
 
     assert response.status_code == 200
     assert b"Ready" in response.content
+    assert b'<meta http-equiv="refresh" content="1">' in response.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_receipt_view__while_a_worker_runs_it_says_so_and_reloads(client: Client):
+    _, receipt = place_order(ADA, {"mug": 1}, Currency.EUR)
+    now = datetime.now(UTC)
+    DBTaskResult.objects.filter(id=receipt.id).update(
+        status="RUNNING",
+        worker_id="w1",
+        started_at=now,
+        last_attempted_at=now,
+        lease_expires_at=now + timedelta(minutes=1),
+    )
+
+    response = client.get(reverse("shop:receipt", args=[receipt.id]))
+
+    assert b"Running" in response.content
+    assert b"A worker is running it" in response.content
+    assert b"Waiting for a worker" not in response.content
     assert b'<meta http-equiv="refresh" content="1">' in response.content
 
 
