@@ -21,13 +21,15 @@ from pydantic import BaseModel
 
 _PLAIN = (int, float, str, bool, bytes, Decimal, UUID, date, timedelta, type(None))
 
-DUMP: dict[str, Any] = {"mode": "json", "exclude_computed_fields": True}
-"""How typed values are written as JSON values. A computed field is left out: it is
-computed again when the value is read back, and a model that forbids extra keys would
-refuse it as one."""
-READ_BACK: dict[str, Any] = {"strict": False, "by_alias": True, "by_name": True}
-"""How JSON values are read back into their types: leniently, and by field name as well as
-by alias, since `DUMP` writes each field under its own name, whatever its aliases."""
+DUMP: dict[str, Any] = {"mode": "json", "by_alias": False, "exclude_computed_fields": True}
+"""How typed values are written as JSON values: each field under its own name, whatever
+its aliases or its model's `serialize_by_alias`, and without computed fields, which are
+computed again when the value is read back (a model that forbids extra keys would refuse
+them)."""
+READ_BACK: dict[str, Any] = {"strict": False, "by_alias": False, "by_name": True}
+"""How JSON values are read back into their types: leniently, by field name only, as
+`DUMP` writes them. By alias too, a field aliased as another field's name could take
+that field's value."""
 STRICT: dict[str, Any] = {"strict": True, "by_alias": True, "by_name": True}
 """How arguments and return values are validated: strictly, by alias or by field name, so
 a value as a task received it (a `TypedDict` keyed by field name) validates again."""

@@ -30,38 +30,48 @@ def _encode(serializer: serializers.Serializer, value: Any) -> bytes | str:
     return data
 
 
-def _named_arguments(
+Loc = tuple[str | int, ...]
+"""Where an argument is, as pydantic's errors say it: `("when",)`, `("rest", 0)`."""
+
+
+def _located_arguments(
     payload: Mapping[str, Any], signature: _signatures.TaskSignature | None
-) -> list[tuple[str, Any]]:
-    """Name each argument of a payload: a positional one by its parameter where known."""
-    name = signature.positional_name if signature else "args[{}]".format
-    named = [(name(index), value) for index, value in enumerate(payload["args"])]
-    named.extend(payload["kwargs"].items())
-    return named
+) -> list[tuple[Loc, Any]]:
+    """Locate each argument of a payload: a positional one by its parameter where known."""
+    locate = signature.positional_loc if signature else _unknown_positional
+    located: list[tuple[Loc, Any]] = [
+        (locate(index), value) for index, value in enumerate(payload["args"])
+    ]
+    located.extend(((name,), value) for name, value in payload["kwargs"].items())
+    return located
+
+
+def _unknown_positional(index: int) -> Loc:
+    return ("args", index)
 
 
 def _find_unstorable_arguments(
     payload: Mapping[str, Any], signature: _signatures.TaskSignature | None
-) -> list[tuple[str, str]]:
-    """Return `(name, problem)` for each argument JSON storage would change."""
+) -> list[tuple[Loc, str]]:
+    """Return `(where, problem)` for each argument JSON storage would change."""
     found = (
-        (name, _signatures.find_unstorable(value, name))
-        for name, value in _named_arguments(payload, signature)
+        (loc, _signatures.find_unstorable(value, _signatures.location(loc)))
+        for loc, value in _located_arguments(payload, signature)
     )
-    return [(name, problem) for name, problem in found if problem]
+    return [(loc, problem) for loc, problem in found if problem]
 
 
 def _find_unencodable(
     serializer: serializers.Serializer,
     payload: Mapping[str, Any],
     signature: _signatures.TaskSignature | None,
-) -> list[tuple[str, str]]:
-    problems = []
-    for name, value in _named_arguments(payload, signature):
+) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    for loc, value in _located_arguments(payload, signature):
         try:
             _encode(serializer, value)
         except (TypeError, ValueError) as error:
-            problems.append((name, _cannot_encode(name, serializer, error)))
+            problems.append((loc, _cannot_encode(_signatures.location(loc), serializer, error)))
     return problems
 
 
@@ -85,7 +95,7 @@ def dumps_call(
             data = _encode(serializer, payload)
         except (TypeError, ValueError) as error:
             problems = _find_unencodable(serializer, payload, signature) or [
-                ("arguments", _cannot_encode("arguments", serializer, error))
+                ((), _cannot_encode("arguments", serializer, error))
             ]
     if not problems and _has_nul_escape(data):
         problems = _find_unstorable_arguments(payload, signature)
@@ -97,8 +107,8 @@ def dumps_call(
             f"send {values} JSON can hold unchanged.",
             task_path=task_path,
             errors=[
-                {"type": "json", "loc": (name,), "msg": problem, "input": None}
-                for name, problem in problems
+                {"type": "json", "loc": loc, "msg": problem, "input": None}
+                for loc, problem in problems
             ],
         )
     return data

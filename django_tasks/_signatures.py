@@ -136,6 +136,11 @@ def _location(loc: Sequence[int | str], root: str) -> str:
     return text or root
 
 
+def location(loc: Sequence[int | str]) -> str:
+    """Write where an argument is as error messages do: `when`, `rest[0]`, `item.sku`."""
+    return _location(loc, "arguments")
+
+
 def _short_repr(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= _INPUT_REPR_LIMIT else text[: _INPUT_REPR_LIMIT - 3] + "..."
@@ -375,6 +380,7 @@ def _renames(annotation: Any) -> bool:
             or meta.validation_alias is not None
             or meta.serialization_alias is not None
             or bool(meta.exclude)
+            or getattr(meta, "exclude_if", None) is not None
         )
         for meta in annotation.__metadata__
     )
@@ -454,8 +460,8 @@ class TaskSignature:
             name, self._models = self._models.renamed, None
             raise exceptions.InvalidTask(
                 f"Parameter '{name}' of task '{self.task_path}' has a pydantic Field with an "
-                "alias or exclude=True; a call passes it by its own name and its value must "
-                "be stored, so remove the alias or the exclude.",
+                "alias, exclude=True or exclude_if; a call passes it by its own name and its "
+                "value must be stored, so remove the alias or the exclude.",
                 task_path=self.task_path,
             )
         if self._models.unreadable is not None:
@@ -511,11 +517,11 @@ class TaskSignature:
             data[typing.cast(str, self.var_keyword)] = extra
         return data
 
-    def positional_name(self, index: int) -> str:
-        """Name the argument passed at `index`: its parameter, or `*args`' name and place."""
+    def positional_loc(self, index: int) -> tuple[str | int, ...]:
+        """Locate the argument passed at `index`: its parameter, or `*args`' name and place."""
         if index < len(self.positional):
-            return self.positional[index]
-        return f"{self.var_positional or 'args'}[{index - len(self.positional)}]"
+            return (self.positional[index],)
+        return (self.var_positional or "args", index - len(self.positional))
 
     def _reject(self, problem: str) -> typing.NoReturn:
         raise exceptions.InvalidTask(

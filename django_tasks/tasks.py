@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import importlib
 import inspect
@@ -92,6 +93,12 @@ def _in_installed_app(module_path: str) -> bool:
     return any(module_path.startswith(f"{config.name}.") for config in apps.get_app_configs())
 
 
+_declaring: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "django_tasks_declaring", default=False
+)
+"""True while `@task` builds a task (see `Task.__post_init__`)."""
+
+
 def _task_class(alias: str) -> type[Task[Any, Any]]:
     """Return the task class of the backend `alias`, or `Task` if that backend cannot be
     built yet (see `Task.__post_init__`)."""
@@ -169,11 +176,12 @@ class Task(Generic[P, T]):
         try:
             backend = self.get_backend()
         except exceptions.InvalidTaskBackend as error:
-            # A backend in TASKS that cannot be built (bad OPTIONS, say) is the
-            # `django_tasks.E001` check's to report, with its hint, and enqueue raises the
-            # same error: failing here would fail the import of every tasks module first.
-            # An alias TASKS does not name (a typo) fails here.
-            if not _left_to_the_check(self.backend, error):
+            # While `@task` declares a task, a backend in TASKS that cannot be built (bad
+            # OPTIONS, say) is the `django_tasks.E001` check's to report, with its hint,
+            # and enqueue raises the same error: failing here would fail the import of
+            # every tasks module first. Anywhere else (`using()`), and for an alias TASKS
+            # does not name (a typo), it fails here.
+            if not (_declaring.get() and _left_to_the_check(self.backend, error)):
                 raise
         else:
             backend.validate_task(self)
@@ -392,15 +400,19 @@ def task(
 
     def decorate(func: Callable[..., Any]) -> Task[Any, Any]:
         _check_function(func, takes_context=takes_context)
-        new_task: Task[Any, Any] = _task_class(backend)(
-            func=func,
-            priority=priority,
-            queue_name=queue_name,
-            backend=backend,
-            takes_context=takes_context,
-            enqueue_on_commit=enqueue_on_commit,
-            retry=retry,
-        )
+        token = _declaring.set(True)
+        try:
+            new_task: Task[Any, Any] = _task_class(backend)(
+                func=func,
+                priority=priority,
+                queue_name=queue_name,
+                backend=backend,
+                takes_context=takes_context,
+                enqueue_on_commit=enqueue_on_commit,
+                retry=retry,
+            )
+        finally:
+            _declaring.reset(token)
         _registry[new_task.module_path] = new_task
         return new_task
 

@@ -23,10 +23,10 @@ from django_tasks import (
     InvalidTaskBackendError,
     InvalidTaskError,
     RetryPolicy,
-    Task,
     TaskResultDoesNotExist,
     TaskResultMismatch,
     TaskResultStatus,
+    task,
 )
 from django_tasks import checks as task_checks
 from django_tasks.backends.database import DatabaseBackend
@@ -387,14 +387,25 @@ def test_backends__bad_settings_raise_and_fail_the_check(settings, setting, mess
     )
 
 
-def test_backends__a_task_on_a_backend_that_cannot_be_built__left_to_the_check(settings):
+def declared_on_a_broken_backend(a: int) -> int:
+    return a
+
+
+def test_backends__a_task_declared_on_a_backend_that_cannot_be_built__left_to_the_check(
+    settings,
+):
     settings.TASKS = {"default": {"BACKEND": IMMEDIATE, "OPTIONS": {"SERIALISER": "x"}}}
 
-    declared = Task(func=tasks.add.func)  # as `@task` does when its module is imported
+    declared = task(declared_on_a_broken_backend)  # as when its tasks module is imported
 
     with pytest.raises(InvalidTaskBackendError, match="SERIALISER: Extra inputs"):
-        declared.enqueue(1, 2)
+        declared.enqueue(1)
     assert [error.id for error in task_checks.check_backends()] == ["django_tasks.E001"]
+    # Given to using() later, in the project's code, the backend is refused at once.
+    with pytest.raises(InvalidTaskBackendError, match="SERIALISER: Extra inputs"):
+        declared.using(priority=1)
+    with pytest.raises(InvalidTaskBackendError, match="SERIALISER: Extra inputs"):
+        tasks.add.using(backend="default")
 
 
 def test_backends__unknown_alias_is_named():

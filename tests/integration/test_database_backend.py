@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -224,16 +224,26 @@ def test_worker__concurrency_runs_everything(backend):
     assert [r.refresh().return_value for r in results] == [2 * n for n in range(30)]
 
 
-def test_worker__stops_starting_no_more_threads_than_its_tasks_used(backend):
+def test_worker__stops_starting_no_more_threads_than_its_tasks_used(backend, monkeypatch):
     """At stop, each pool thread closes its connections; threads never started are not
     started for that (at --concurrency 10000 that took half a minute)."""
     results = [on_database(tasks.add).enqueue(n, n) for n in range(3)]
     before = threading.active_count()
+    closed_in: list[str] = []
+    close_all = connections.close_all
 
+    def recording_close_all() -> None:
+        closed_in.append(threading.current_thread().name)
+        close_all()
+
+    monkeypatch.setattr(connections, "close_all", recording_close_all)
     worker = drain(backend, concurrency=10_000)
 
     assert [r.refresh().status for r in results] == [TaskResultStatus.SUCCESSFUL] * 3
-    assert 1 <= len(worker._pool_started) <= 3
+    started = len(worker._pool_started)
+    assert 1 <= started <= 3
+    pool_closes = {name for name in closed_in if name.startswith("django_tasks_worker")}
+    assert len(pool_closes) == started  # each started thread closed its connections
     assert threading.active_count() <= before  # the pool's threads are gone
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, NotRequired, TypeVar
 from uuid import UUID
 
 import pydantic
@@ -239,6 +240,26 @@ def renamed_fields(sender: Sender, tagged: Tagged, keyed: Keyed) -> tuple[Sender
     return sender, tagged, keyed
 
 
+class SerializedByAlias(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    reply_to: str = Field(validation_alias="replyTo", serialization_alias="reply-to")
+
+
+@task
+def by_alias(value: SerializedByAlias) -> SerializedByAlias:
+    return value
+
+
+def test_roundtrip__a_model_that_serializes_by_alias_comes_back_as_sent(serializer):
+    value = SerializedByAlias.model_validate({"replyTo": "bob"})
+
+    result = by_alias.enqueue(value)
+
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.traceback
+    assert_same(result.return_value, value)
+
+
 def test_roundtrip__aliased_and_computed_fields_come_back_as_sent(serializer):
     sender = Sender.model_validate({"from": "ada", "replyTo": "bob", "count": 2})
     tagged = Tagged(Size=3)  # type: ignore[call-arg]
@@ -257,6 +278,7 @@ def test_roundtrip__aliased_and_computed_fields_come_back_as_sent(serializer):
         pytest.param(Field(alias="other"), id="alias"),
         pytest.param(Field(validation_alias="other"), id="validation_alias"),
         pytest.param(Field(exclude=True), id="exclude"),
+        pytest.param(Field(exclude_if=lambda value: value == 0), id="exclude_if"),
     ],
 )
 def test_signature__a_parameter_field_that_renames_or_drops_it_is_refused(field):
@@ -267,9 +289,9 @@ def test_signature__a_parameter_field_that_renames_or_drops_it_is_refused(field)
         TaskSignature(renamed, takes_context=False, task_path="shop.tasks.renamed")
 
     assert str(error.value) == (
-        "Parameter 'a' of task 'shop.tasks.renamed' has a pydantic Field with an alias or "
-        "exclude=True; a call passes it by its own name and its value must be stored, so "
-        "remove the alias or the exclude."
+        "Parameter 'a' of task 'shop.tasks.renamed' has a pydantic Field with an alias, "
+        "exclude=True or exclude_if; a call passes it by its own name and its value must be "
+        "stored, so remove the alias or the exclude."
     )
 
 
@@ -279,6 +301,9 @@ def test_signature__a_parameter_field_that_only_constrains_it_is_kept():
     signature = TaskSignature(constrained, takes_context=False, task_path="shop.tasks.constrained")
 
     assert signature.build().row_types is not None  # its calls validate as tuples in bulk
+
+
+T = TypeVar("T")
 
 
 class Secret(BaseModel):
@@ -302,6 +327,36 @@ class HiddenKey(TypedDict):
 
 class Outer(BaseModel):
     inner: list[Secret]
+
+
+@dataclasses.dataclass
+class Box(Generic[T]):
+    item: T
+    hidden: Annotated[int, Field(exclude=True)] = 0
+
+
+@dataclasses.dataclass
+class Pair(Generic[T]):
+    first: T
+    second: T
+
+
+class MaybeHidden(TypedDict):
+    shown: int
+    hidden: NotRequired[Annotated[int, Field(exclude=True)]]
+
+
+class Swapped(BaseModel):
+    a: int = Field(alias="b")
+    b: int = Field(alias="a")
+
+
+class HoldsLater(BaseModel):
+    later: DefinedAfter
+
+
+class DefinedAfter(BaseModel):
+    token: str = Field(default="", exclude=True)
 
 
 @pytest.mark.parametrize(
@@ -333,9 +388,35 @@ class Outer(BaseModel):
             id="typeddict",
         ),
         pytest.param(
+            Box[int],
+            "parameter 'value': field 'Box.hidden' has exclude=True or exclude_if",
+            id="generic-dataclass",
+        ),
+        pytest.param(
+            MaybeHidden,
+            "parameter 'value': field 'MaybeHidden.hidden' has exclude=True or exclude_if",
+            id="typeddict-not-required",
+        ),
+        pytest.param(
+            HoldsLater,
+            "parameter 'value': field 'DefinedAfter.token' has exclude=True or exclude_if",
+            id="model-defined-later",
+        ),
+        pytest.param(
+            Swapped,
+            "parameter 'value': field 'Swapped.a' has the alias 'b', the name of another of "
+            "its fields, so their values could trade places",
+            id="aliases-swap",
+        ),
+        pytest.param(
             dict[tuple[int, int], int],
             "parameter 'value': dict keys of type tuple are written to JSON as text",
             id="tuple-keys",
+        ),
+        pytest.param(
+            OrderedDict[tuple[int, int], int],
+            "parameter 'value': dict keys of type tuple are written to JSON as text",
+            id="ordered-dict-tuple-keys",
         ),
         pytest.param(
             list[dict[frozenset[str] | None, int]],
@@ -375,6 +456,9 @@ def test_signature__a_return_json_cannot_bring_back_whole_is_refused():
         dict[UUID, list[tasks.LineItem]],
         tasks.Customer,
         Annotated[Sender, Field(description="kept")],
+        Pair[tasks.Address] | None,
+        dict[Annotated[str, Field(min_length=1)], int],
+        OrderedDict[str, list[int]],
     ],
 )
 def test_signature__types_json_brings_back_whole_are_kept(annotation):
