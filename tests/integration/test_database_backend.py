@@ -229,21 +229,21 @@ def test_worker__stops_starting_no_more_threads_than_its_tasks_used(backend, mon
     started for that (at --concurrency 10000 that took half a minute)."""
     results = [on_database(tasks.add).enqueue(n, n) for n in range(3)]
     before = threading.active_count()
-    closed_in: list[str] = []
+    closed_in: list[int] = []
     close_all = connections.close_all
 
     def recording_close_all() -> None:
-        closed_in.append(threading.current_thread().name)
+        closed_in.append(threading.get_ident())
         close_all()
 
     monkeypatch.setattr(connections, "close_all", recording_close_all)
     worker = drain(backend, concurrency=10_000)
 
     assert [r.refresh().status for r in results] == [TaskResultStatus.SUCCESSFUL] * 3
-    started = len(worker._pool_started)
-    assert 1 <= started <= 3
-    pool_closes = {name for name in closed_in if name.startswith("django_tasks_worker")}
-    assert len(pool_closes) == started  # each started thread closed its connections
+    # Each thread the pool started closed its connections, and it started few: the tasks
+    # ran on at most 3, and closing may have started one more.
+    assert set(worker._pool_started) <= set(closed_in)
+    assert 1 <= len(worker._pool_started) <= 4
     assert threading.active_count() <= before  # the pool's threads are gone
 
 

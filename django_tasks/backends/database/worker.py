@@ -121,12 +121,11 @@ class Worker:
         self._oldest = 0.0
         self._running: dict[concurrent.futures.Future[claims.Finished], DBTaskResult] = {}
         self._pool_started: list[int] = []
-        """One entry per thread the pool has started (it starts them as tasks come)."""
+        """The id of each thread the pool has started (it starts them as tasks come)."""
         self._pool = concurrent.futures.ThreadPoolExecutor(
             options.concurrency,
             thread_name_prefix="django_tasks_worker",
-            initializer=self._pool_started.append,
-            initargs=(1,),
+            initializer=self._note_pool_thread,
         )
         self._listener = _listener_for(self.scope.alias)
 
@@ -310,23 +309,28 @@ class Worker:
         self._alone = None
         return False
 
+    def _note_pool_thread(self) -> None:
+        self._pool_started.append(threading.get_ident())
+
     def _close_pool_connections(self) -> None:
         """Close each pool thread's database connections: one job per thread, held by a barrier.
 
-        Only as many jobs as the pool has started threads: one job per `--concurrency`
-        would start every thread the pool may have, which took seconds at thousands.
+        As many jobs as the pool has started threads (one per `--concurrency` would start
+        every thread the pool may have, which took seconds at thousands). A thread that
+        has just finished a task may not count as idle yet, so the pool can start a new
+        thread for a job while an older one gets none: rounds go on until every thread
+        started before has closed its connections (a second round is rare, a third
+        rarer still).
         """
-        threads = len(self._pool_started)
-        if threads == 0:
-            return
-        barrier = threading.Barrier(threads)
-
-        def close() -> None:
-            connections.close_all()
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait(timeout=5)
-
-        concurrent.futures.wait([self._pool.submit(close) for _ in range(threads)])
+        closed: set[int] = set()
+        for _ in range(5):
+            waiting = set(self._pool_started) - closed
+            if not waiting:
+                return
+            threads = len(self._pool_started)
+            barrier = threading.Barrier(threads)
+            jobs = [self._pool.submit(_close_then_wait, closed, barrier) for _ in range(threads)]
+            concurrent.futures.wait(jobs)
 
     def _limit_reached(self) -> bool:
         limit = self.options.max_tasks
@@ -923,6 +927,14 @@ def _conflict(error: BaseException) -> bool:
 def _fault_token(error: BaseException) -> str:
     """Return the log token for a database error met by the worker's own statements."""
     return "database_conflict" if _conflict(error) else "database_unavailable"
+
+
+def _close_then_wait(closed: set[int], barrier: threading.Barrier) -> None:
+    """Close this pool thread's connections, then hold it until the others have theirs."""
+    connections.close_all()
+    closed.add(threading.get_ident())
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=5)
 
 
 def _ping(alias: str) -> bool:
