@@ -21,7 +21,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from typing_extensions import is_typeddict
 
-_WRAPPERS = frozenset({Annotated, NotRequired, Required})
+_REQUIREDNESS = frozenset({NotRequired, Required})
+_WRAPPERS = _REQUIREDNESS | {Annotated}
 
 
 def find_unreadable(declared: dict[str, Any]) -> str | None:
@@ -57,7 +58,7 @@ def _field_problem(cls: type, seen: set[Any]) -> str | None:
     names = {name for name, _, _ in fields}
     for name, field_type, infos in fields:
         where = f"field '{cls.__name__}.{name}'"
-        if any(info.exclude or getattr(info, "exclude_if", None) for info in infos):
+        if any(map(leaves_out, infos)):
             return (
                 f"{where} has exclude=True or exclude_if, so it is not stored and cannot "
                 "come back; keep it in the JSON, or leave it out of the type"
@@ -74,9 +75,19 @@ def _field_problem(cls: type, seen: set[Any]) -> str | None:
     return None
 
 
+def leaves_out(info: FieldInfo) -> bool:
+    """Tell whether a `Field` leaves its value out of the JSON: `exclude` or `exclude_if`."""
+    return bool(info.exclude) or getattr(info, "exclude_if", None) is not None
+
+
+def _unwrapped(annotation: Any, wrappers: frozenset[Any] = _WRAPPERS) -> Any:
+    while typing.get_origin(annotation) in wrappers:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
 def _key_problem(key: Any) -> str | None:
-    while typing.get_origin(key) in _WRAPPERS:
-        key = typing.get_args(key)[0]
+    key = _unwrapped(key)
     if typing.get_origin(key) in (Union, types.UnionType):
         return next(
             (problem for arg in typing.get_args(key) if (problem := _key_problem(arg))), None
@@ -118,9 +129,7 @@ def _fields(cls: type) -> Iterator[tuple[str, Any, list[FieldInfo]]]:
     fields = dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()
     defaults = {field.name: field.default for field in fields}
     for name, hint in hints.items():
-        inner = hint
-        while typing.get_origin(inner) in (NotRequired, Required):
-            inner = typing.get_args(inner)[0]
+        inner = _unwrapped(hint, _REQUIREDNESS)  # keeps `Annotated`, whose metadata is read
         metadata = [defaults.get(name), *getattr(inner, "__metadata__", ())]
         yield name, hint, [info for info in metadata if isinstance(info, FieldInfo)]
 

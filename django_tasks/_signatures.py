@@ -379,8 +379,7 @@ def _renames(annotation: Any) -> bool:
             meta.alias is not None
             or meta.validation_alias is not None
             or meta.serialization_alias is not None
-            or bool(meta.exclude)
-            or getattr(meta, "exclude_if", None) is not None
+            or _shapes.leaves_out(meta)
         )
         for meta in annotation.__metadata__
     )

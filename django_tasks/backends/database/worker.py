@@ -324,8 +324,7 @@ class Worker:
         """
         closed: set[int] = set()
         for _ in range(5):
-            waiting = set(self._pool_started) - closed
-            if not waiting:
+            if closed.issuperset(self._pool_started):
                 return
             threads = len(self._pool_started)
             barrier = threading.Barrier(threads)
