@@ -279,9 +279,26 @@ class BaseTaskBackend(metaclass=ABCMeta):
         if unencodable:
             raise _signatures.calls_invalid(path, unencodable)
         ids = self.new_result_ids(len(bound))
-        ready_result, alias = results.ready_result, self.alias
+        new_result, ready, alias = results.new_result, results.TaskResultStatus.READY, self.alias
         return [
-            (ready_result(task, result_id, call.args, call.kwargs, alias, enqueued_at), data)
+            (
+                new_result(
+                    task,
+                    result_id,
+                    ready,
+                    enqueued_at,
+                    None,
+                    None,
+                    None,
+                    call.args,
+                    call.kwargs,
+                    alias,
+                    [],
+                    [],
+                    None,
+                ),
+                data,
+            )
             for call, result_id, data in zip(bound, ids, encoded, strict=True)
         ]
 

@@ -18,7 +18,7 @@ from pydantic import Field, PlainValidator
 
 from django_tasks import InvalidTaskError, TaskResult, TaskResultStatus, _ids, _serialization
 from django_tasks._signatures import TaskSignature
-from django_tasks.results import ready_result
+from django_tasks.results import new_result
 from tests import tasks
 
 KINDS = tasks.kinds.signature
@@ -330,10 +330,19 @@ def test_bind_calls__refuses_what_json_would_change_naming_the_call():
         tasks.make_customer.signature.bind_calls(calls)
 
 
-def test_ready_result__equals_the_dataclass_constructor():
-    now = datetime(2026, 11, 24, tzinfo=UTC)
-    made = ready_result(tasks.add, "id-1", [1, 2], {}, "default", now)
+def ready(result_id: str, args: list[Any], now: datetime) -> TaskResult[int]:
+    """A READY result of `tasks.add` made as a bulk enqueue makes it."""
+    ready = TaskResultStatus.READY
+    return new_result(
+        tasks.add, result_id, ready, now, None, None, None, args, {}, "default", [], [], None
+    )
 
+
+def test_new_result__equals_the_dataclass_constructor_and_is_frozen():
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    made = ready("id-1", [1, 2], now)
+
+    assert type(made) is TaskResult
     assert made == TaskResult(
         task=tasks.add,
         id="id-1",
@@ -346,8 +355,10 @@ def test_ready_result__equals_the_dataclass_constructor():
         kwargs={},
         backend="default",
     )
-    # The lists are the result's own.
-    assert made.errors is not ready_result(tasks.add, "id-2", [], {}, "default", now).errors
+    assert hash(made.id) == hash("id-1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.status = TaskResultStatus.RUNNING  # type: ignore[misc]
+    assert dataclasses.replace(made, id="id-2").id == "id-2"
 
 
 def test_new_ids__are_increasing_uuid7_of_now():
@@ -421,12 +432,16 @@ def test_enqueue_many__resumes_the_collector_when_the_callers_generator_raises()
 
 def test_evolve__equals_dataclasses_replace():
     now = datetime(2026, 11, 24, tzinfo=UTC)
-    result = ready_result(tasks.add, "id-1", [1, 2], {}, "default", now)
+    result = ready("id-1", [1, 2], now)
     changes = {"status": TaskResultStatus.SUCCESSFUL, "finished_at": now, "_return_value": 3}
 
-    assert result.evolve(**changes) == dataclasses.replace(result, **changes)
-    assert result.evolve(**changes).return_value == 3
+    evolved = result.evolve(**changes)
+    assert evolved == dataclasses.replace(result, **changes)
+    assert type(evolved) is TaskResult
+    assert evolved.return_value == 3
     assert result.status == TaskResultStatus.READY
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        evolved.status = TaskResultStatus.READY  # type: ignore[misc]
     with pytest.raises(TypeError):
         result.evolve(colour="red")
 

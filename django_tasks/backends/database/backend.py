@@ -177,22 +177,22 @@ class DatabaseBackend(BaseTaskBackend):
             returned = _serialization.loads_result(
                 task.signature, row.return_value, self.serializer
             )
-        fields: dict[str, Any] = {
-            "task": task,
-            "id": str(row.id),
-            "status": results.TaskResultStatus(row.status),
-            "enqueued_at": row.enqueued_at,
-            "started_at": row.started_at,
-            "finished_at": row.finished_at,
-            "last_attempted_at": row.last_attempted_at,
-            "args": args,
-            "kwargs": kwargs,
-            "backend": row.backend_name,
-            "errors": [results.TaskError(**error) for error in row.errors],
-            "worker_ids": row.all_worker_ids(),
-            "_return_value": returned,
-        }
-        return results.TaskResult(**(fields | changes))
+        result = results.new_result(
+            task,
+            str(row.id),
+            results.TaskResultStatus(row.status),
+            row.enqueued_at,
+            row.started_at,
+            row.finished_at,
+            row.last_attempted_at,
+            args,
+            kwargs,
+            row.backend_name,
+            [results.TaskError(**error) for error in row.errors],
+            row.all_worker_ids(),
+            returned,
+        )
+        return result.evolve(**changes) if changes else result
 
     def _arguments(
         self, row: DBTaskResult, task: Task[Any, Any]
