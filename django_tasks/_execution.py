@@ -8,7 +8,6 @@ caller reads back is exactly what a worker in another process would have stored.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,6 +18,7 @@ from django.utils import timezone
 from django_tasks import _serialization, exceptions, results, retries, signals
 
 if TYPE_CHECKING:
+    from django_tasks._signatures import TaskSignature
     from django_tasks.backends.base import BaseTaskBackend
 
 T = TypeVar("T")
@@ -34,10 +34,10 @@ class Outcome:
     """When a failed attempt is to be tried again; None when the result is final."""
 
 
-def _call(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    if inspect.iscoroutinefunction(func):
-        return async_to_sync(func)(*args, **kwargs)
-    return func(*args, **kwargs)
+def _call(signature: TaskSignature, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    if signature.is_async:
+        return async_to_sync(signature.func)(*args, **kwargs)
+    return signature.func(*args, **kwargs)
 
 
 def start(
@@ -108,7 +108,7 @@ def execute(
             running, decoded = running.evolve(**decoded), {}
             args = [results.TaskContext(task_result=running), *args]
         try:
-            value = _call(task.func, args, kwargs)
+            value = _call(signature, args, kwargs)
         finally:
             if on_return is not None:
                 on_return()

@@ -400,6 +400,8 @@ class TaskSignature:
 
     def __init__(self, func: Callable[..., Any], *, takes_context: bool, task_path: str) -> None:
         self.func = func
+        self.is_async = inspect.iscoroutinefunction(func)
+        """Whether `func` is a coroutine function (the worker asks for each task it runs)."""
         self.task_path = task_path
         parameters = list(inspect.signature(func).parameters.values())
         if takes_context:

@@ -22,6 +22,8 @@ from django_tasks.retries import RetryPolicy
 from django_tasks.tasks import Task, find_task
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from django_tasks.backends.database.models import DBTaskResult
 
 T = TypeVar("T")
@@ -161,14 +163,21 @@ class DatabaseBackend(BaseTaskBackend):
         )
 
     def result_from_row(
-        self, row: DBTaskResult, task: Task[Any, T], *, decode: bool = True, **changes: Any
+        self,
+        row: DBTaskResult,
+        task: Task[Any, T],
+        *,
+        decode: bool = True,
+        started_at: datetime | None = None,
+        last_attempted_at: datetime | None = None,
     ) -> results.TaskResult[T]:
         """Build the result of a row, with arguments and return value in their declared types.
 
         If the stored arguments no longer fit the task's signature, `args` and `kwargs`
         hold their JSON form instead, so the row can still be inspected. With
         `decode=False` they are left empty, for a worker that decodes them as it runs.
-        `changes` override fields read from the row.
+        `started_at` and `last_attempted_at`, when given, replace the row's: a worker's
+        times for the attempt it starts.
         """
         task = self.task_for_row(row, task)
         args, kwargs = self._arguments(row, task) if decode else ([], {})
@@ -177,14 +186,14 @@ class DatabaseBackend(BaseTaskBackend):
             returned = _serialization.loads_result(
                 task.signature, row.return_value, self.serializer
             )
-        result = results.new_result(
+        return results.new_result(
             task,
             str(row.id),
             results.TaskResultStatus(row.status),
             row.enqueued_at,
-            row.started_at,
+            started_at or row.started_at,
             row.finished_at,
-            row.last_attempted_at,
+            last_attempted_at or row.last_attempted_at,
             args,
             kwargs,
             row.backend_name,
@@ -192,7 +201,6 @@ class DatabaseBackend(BaseTaskBackend):
             row.all_worker_ids(),
             returned,
         )
-        return result.evolve(**changes) if changes else result
 
     def _arguments(
         self, row: DBTaskResult, task: Task[Any, Any]
