@@ -227,6 +227,7 @@ class _Models:
         "native",
         "renamed",
         "result",
+        "returns_none",
         "row_types",
         "scan_names",
         "unreadable",
@@ -281,6 +282,8 @@ class _Models:
         self.validate_arguments = adapter.validate_python
         self.dump_arguments = adapter.dump_python
         returns = _instances.replace_models(declared["return"])
+        self.returns_none = returns is type(None)
+        """Whether the function is annotated `-> None`: its None needs no model."""
         self.result: type[BaseModel] = pydantic.create_model(
             f"{name}_result", __config__=_CONFIG, value=(returns, ...)
         )
@@ -917,7 +920,10 @@ class TaskSignature:
 
     def dump_result(self, value: Any) -> Any:
         """Validate a return value strictly against the annotation; return its JSON form."""
-        model = self.build().result
+        models = self.build()
+        if value is None and models.returns_none:  # most tasks: no model round trip
+            return None
+        model = models.result
         try:
             instance = model.model_validate({"value": value}, **_fidelity.STRICT)
         except ValidationError as error:
@@ -941,7 +947,10 @@ class TaskSignature:
 
     def load_result(self, value: Any) -> Any:
         """Validate a decoded return value leniently into the declared return type."""
-        result = self.build().result
+        models = self.build()
+        if value is None and models.returns_none:
+            return None
+        result = models.result
         try:
             loaded = result.model_validate({"value": value}, **_LOAD)
         except ValidationError as error:

@@ -112,6 +112,12 @@ def wrong_return(value: int) -> int:
 
 
 @task
+def returns_despite_none(value: int | None) -> None:
+    """Return what it is given, though annotated `-> None`: None succeeds, 5 fails."""
+    return value  # type: ignore[return-value]
+
+
+@task
 def fails(message: str) -> None:
     raise ValueError(message)
 

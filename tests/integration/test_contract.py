@@ -94,6 +94,19 @@ def test_enqueue__return_value_that_breaks_its_annotation_fails_the_task(backend
     ) in result.traceback
 
 
+def test_enqueue__none_annotated_task__returns_none_or_fails(backend):
+    done = run(backend, tasks.returns_despite_none.enqueue(None))
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.return_value is None
+
+    result = run(backend, tasks.returns_despite_none.enqueue(5))
+    assert result.status == TaskResultStatus.FAILED
+    assert (
+        "Task 'tests.tasks.returns_despite_none' returned a value that does not match its "
+        "return annotation:\n  - 'return value': Input should be None (got int: 5)"
+    ) in result.traceback
+
+
 def test_enqueue__async_task_runs(backend):
     assert run(backend, tasks.async_add.enqueue(1, 2)).return_value == 3
 

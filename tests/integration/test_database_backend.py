@@ -364,6 +364,37 @@ def test_stop_signals__in_a_receiver_after_the_task_returned_keep_its_outcome(ba
     assert finished.errors == []
 
 
+def test_worker__stores_the_times_its_signals_sent(backend):
+    """The row keeps the times `task_started` and `task_finished` receivers saw."""
+    done = on_database(tasks.add).enqueue(2, 3)
+    failed = on_database(tasks.fails).enqueue("boom")
+    seen: dict[str, dict[str, Any]] = {}
+
+    def keep(sender: type, task_result: Any, **kwargs: Any) -> None:
+        seen.setdefault(task_result.id, {}).update(
+            (name, getattr(task_result, name))
+            for name in ("started_at", "last_attempted_at", "finished_at")
+        )
+
+    django_tasks.task_started.connect(keep)
+    django_tasks.task_finished.connect(keep)
+    try:
+        Worker(backend, WorkerOptions(queues=None, startup_delay=False, batch=True)).run()
+    finally:
+        django_tasks.task_started.disconnect(keep)
+        django_tasks.task_finished.disconnect(keep)
+
+    for result in (done, failed):
+        stored = result.refresh()
+        assert stored.is_finished
+        assert stored.finished_at is not None
+        assert {
+            "started_at": stored.started_at,
+            "last_attempted_at": stored.last_attempted_at,
+            "finished_at": stored.finished_at,
+        } == seen[result.id]
+
+
 def test_get_result__only_this_backends_results(settings, backend):
     settings.TASKS = {
         **settings.TASKS,

@@ -570,7 +570,8 @@ class Worker:
             logger.error("task_unrunnable id=%s task=%s error=%s", row.id, row.task_path, error)
             failure = dataclasses.asdict(results.TaskError.from_exception(error))
             errors = [*row.errors, failure]
-            return self._finished(row, start, started_at, "FAILED", None, errors, None)
+            now = timezone.now()
+            return self._finished(row, start, started_at, "FAILED", None, errors, now)
         signals.send_started(type(self.backend), running)
         try:
             outcome = _execution.execute(
@@ -586,7 +587,11 @@ class Worker:
         errors = [dataclasses.asdict(error) for error in result.errors]
         returned = data.decode() if isinstance(data, bytes) else data
         status, retry_at = result.status, outcome.retry_at
-        return self._finished(row, start, started_at, status, returned, errors, retry_at)
+        # The row keeps the finish time the `task_finished` receivers saw.
+        finished_at = None if retry_at else result.finished_at
+        return self._finished(
+            row, start, started_at, status, returned, errors, finished_at, retry_at
+        )
 
     def _finished(
         self,
@@ -596,7 +601,8 @@ class Worker:
         status: str,
         return_value: str | None,
         errors: list[dict[str, Any]],
-        retry_at: datetime | None,
+        finished_at: datetime | None,
+        retry_at: datetime | None = None,
     ) -> claims.Finished:
         return claims.Finished(
             id=row.id,
@@ -604,7 +610,7 @@ class Worker:
             ready_at=retry_at or row.ready_at,
             started_at=started_at,
             last_attempted_at=start,
-            finished_at=None if retry_at else timezone.now(),
+            finished_at=finished_at,
             return_value=return_value,
             errors=errors,
             worker_ids=[*row.worker_ids, self.worker_id],
