@@ -7,6 +7,7 @@ and status RUNNING), so two workers can never both believe they hold the same ro
 from __future__ import annotations
 
 import dataclasses
+import operator
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -429,17 +430,16 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
         return adapted_times[key]
 
     adapters = [
-        (
-            name,
-            adapt_time
-            if isinstance(fields[name], DateTimeField)
-            else _adapter(fields[name], connection),
-        )
+        adapt_time
+        if isinstance(fields[name], DateTimeField)
+        else _adapter(fields[name], connection)
         for name in _FINISHED_COLUMNS
     ]
+    adapters.append(adapt_time)  # claimed_at
+    values = operator.attrgetter(*_FINISHED_COLUMNS, "claimed_at")  # one call per outcome
     rows = [
-        [*[adapt(getattr(item, name)) for name, adapt in adapters], adapt_time(item.claimed_at)]
-        for item in finished
+        [adapt(value) for adapt, value in zip(adapters, columns, strict=True)]
+        for columns in map(values, finished)
     ]
     sql, params = _finish_many_sql(connection, rows, worker_id)
     with connection.cursor() as cursor:
