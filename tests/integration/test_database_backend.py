@@ -843,7 +843,7 @@ def test_finish_many__adapts_outcomes_as_django_would(settings, use_tz):
     fields = DBTaskResult._meta
     for name, values in [("finished_at", [None, *times]), ("errors", texts)]:
         field = fields.get_field(name)
-        adapt = claims._adapter(field, connection)
+        adapt = claims.field_adapter(field, connection)
         for value in values:
             expected, got = field.get_db_prep_save(value, connection), adapt(value)
             if name == "errors" and value is not None and connection.vendor == "postgresql":

@@ -414,7 +414,7 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
     if connection.vendor == "postgresql":
         return _finish_many_postgresql(connection, finished, worker_id)
     fields = fields_by_name()
-    adapt = _adapter(fields["last_attempted_at"], connection)
+    adapt = field_adapter(fields["last_attempted_at"], connection)
     adapted_times: dict[tuple[datetime, int], Any] = {}
 
     def adapt_time(value: datetime | None) -> Any:
@@ -432,7 +432,7 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
     adapters = [
         adapt_time
         if isinstance(fields[name], DateTimeField)
-        else _adapter(fields[name], connection)
+        else field_adapter(fields[name], connection)
         for name in _FINISHED_COLUMNS
     ]
     adapters.append(adapt_time)  # claimed_at
@@ -450,7 +450,7 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
         return len(cursor.fetchall())
 
 
-def _adapter(field: Field[Any, Any], connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:
+def field_adapter(field: Field[Any, Any], connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:
     """Return what `field.get_db_prep_save` does to an outcome's value, in less time.
 
     An outcome holds values already of their field's Python type (UUIDs, aware times

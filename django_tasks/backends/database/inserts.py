@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from django_tasks import results
 from django_tasks.backends.base import collection_paused
+from django_tasks.backends.database.claims import field_adapter
 from django_tasks.backends.database.models import DBTaskResult, fields_by_name
 from django_tasks.tasks import registered_task
 
@@ -213,9 +214,7 @@ def _shared(
     if isinstance(run_after, timedelta):  # prepare() resolves it; kept for types
         run_after = now + run_after
 
-    def adapt_time(value: datetime | None) -> Any:
-        return fields["ready_at"].get_db_prep_save(value, connection)
-
+    adapt_time = field_adapter(fields["ready_at"], connection)  # Django's, for less
     return (
         READY,
         task.module_path,
