@@ -1,13 +1,16 @@
-"""The queue benchmark's short form, end to end: its checks must pass, its speed is not judged.
+"""The benchmarks' short forms, end to end: their checks must pass, speed is not judged.
 
-It makes its own SQLite database and starts real `db_worker` processes, so it runs once,
-in the SQLite pass. Speed is reported by `./dev bench`, never asserted here.
+The queue benchmark makes its own SQLite database and starts real `db_worker`
+processes, and the instructions benchmark runs its workloads on SQLite under valgrind,
+so they run once, in the SQLite pass. Speed is reported by `./dev bench`, never
+asserted here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,3 +80,28 @@ def test_queue_benchmark__short_form_measures_every_figure_and_finds_no_problem(
         assert own == sorted(own, reverse=True)
         assert 0 < sum(own) <= profile["seconds"]
     assert "own s    cum s" in stderr
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instructions_benchmark__short_form_counts_a_single_enqueue(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    command = [sys.executable, "-m", "tests.benchmarks", "instructions", "--quick"]
+    done = subprocess.run(
+        [*command, "--json", str(out)],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text(encoding="utf-8"))["instructions"]
+    assert set(result["runs"]) == {"single-3 0", "single-3 50"}
+    base, counted = result["runs"]["single-3 0"], result["runs"]["single-3 50"]
+    # A single enqueue is hundreds of thousands of instructions, far above the noise.
+    assert result["figures"] == {"single enqueue, 3 args": round((counted - base) / 50)}
+    assert 50_000 < result["figures"]["single enqueue, 3 args"] < 5_000_000
+    assert "instructions per operation" in done.stdout

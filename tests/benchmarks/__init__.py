@@ -19,5 +19,6 @@ from __future__ import annotations
 BENCHMARKS: dict[str, str] = {
     "enqueue": "tests.benchmarks.enqueue",
     "queue": "tests.benchmarks.database_queue",
+    "instructions": "tests.benchmarks.instructions",
 }
 """Benchmark name -> module holding its `run` function (imported after `django.setup()`)."""
