@@ -15,6 +15,7 @@ the instructions of the COUNT operations alone.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,8 +25,19 @@ MODES = ("single-3", "single-10", "bulk-3", "bulk-10", "ready", "drain")
 
 def main(mode: str, count: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="django_tasks_instructions_"))
+    # The test project's settings, always: `clear()` empties the results table.
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    try:
+        run(mode, count)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(mode: str, count: int) -> None:
     import django
 
     django.setup()
@@ -54,9 +66,6 @@ def main(mode: str, count: int) -> None:
         enqueue_noops(count)
         if mode == "drain":
             in_process_worker().run()
-    for path in folder.iterdir():
-        path.unlink()
-    folder.rmdir()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ FIGURES = (
 )
 QUICK_FIGURES = (("single enqueue, 3 args", "single-3", 50, "single-3"),)
 _COLLECTED = re.compile(r"Collected : (\d+)")
+RUN_TIMEOUT = 900
+"""Seconds one callgrind run may take (the longest takes about 90 here)."""
 
 
 def count_instructions(mode: str, count: int) -> int:
@@ -53,12 +55,19 @@ def count_instructions(mode: str, count: int) -> int:
         str(count),
     ]
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": "0"}
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
-    found = _COLLECTED.search(done.stderr)
-    if done.returncode != 0 or found is None:
+    process = subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _, stderr = process.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()  # valgrind runs the interpreter inside its own process
+        process.communicate()
+        raise RuntimeError(f"callgrind run of {mode} {count} ran past {RUN_TIMEOUT} s") from None
+    found = _COLLECTED.search(stderr)
+    if process.returncode != 0 or found is None:
         raise RuntimeError(
-            f"callgrind run of {mode} {count} failed (exit {done.returncode}):\n"
-            f"{done.stderr[-2000:]}"
+            f"callgrind run of {mode} {count} failed (exit {process.returncode}):\n{stderr[-2000:]}"
         )
     return int(found.group(1))
 

@@ -880,6 +880,50 @@ def test_claim__rows_hold_what_the_orm_reads_back(backend, scope):
         assert row._state.db == stored._state.db
 
 
+def test_enqueue__stores_times_as_django_would(settings, backend):
+    """The enqueue time of a prepared call is stored as the field would store it: an
+    aware one as that moment, a naive one (`prepare()` takes any) read in TIME_ZONE,
+    with Django's warning."""
+    settings.TIME_ZONE = "Europe/Paris"
+    task = on_database(tasks.add)
+    aware = datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("Asia/Kolkata"))
+    naive = datetime(2026, 1, 1, 12, 0)
+    stored = {}
+    for when in (aware, naive):
+        result, data = backend.prepare(task, [1, 2], {}, enqueued_at=when)
+        if when is naive:
+            with pytest.warns(RuntimeWarning, match="naive datetime"):
+                backend.enqueue_prepared(result, data)
+        else:
+            backend.enqueue_prepared(result, data)
+        stored[when] = DBTaskResult.objects.get(id=result.id)
+
+    assert stored[aware].enqueued_at == aware
+    assert stored[naive].enqueued_at == datetime(2026, 1, 1, 11, 0, tzinfo=UTC)
+    assert stored[naive].ready_at == stored[naive].enqueued_at
+
+
+def test_enqueue_many__each_result_has_its_own_lists():
+    task = on_database(tasks.add)
+    first, second = task.enqueue_many([task.arguments(1, 2), task.arguments(3, 4)])
+
+    assert first.errors == second.errors == []
+    assert first.errors is not second.errors
+    assert first.worker_ids is not second.worker_ids
+
+
+def test_result_from_row__applies_other_changes(backend):
+    result = on_database(tasks.add).enqueue(1, 2)
+    row = DBTaskResult.objects.get(id=result.id)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+
+    changed = backend.result_from_row(row, tasks.add, started_at=when, worker_ids=["w-9"])
+
+    assert (changed.started_at, changed.worker_ids, changed.args) == (when, ["w-9"], [1, 2])
+    with pytest.raises(TypeError):
+        backend.result_from_row(row, tasks.add, colour="red")
+
+
 def test_finish_many__writes_each_time_of_a_batch_as_given(backend, scope):
     """Times are adapted once per value in a batch: equal times share it, and two times of
     one zone that compare equal but differ in `fold` (an hour apart) each keep their own."""

@@ -170,6 +170,7 @@ class DatabaseBackend(BaseTaskBackend):
         decode: bool = True,
         started_at: datetime | None = None,
         last_attempted_at: datetime | None = None,
+        **changes: Any,
     ) -> results.TaskResult[T]:
         """Build the result of a row, with arguments and return value in their declared types.
 
@@ -177,7 +178,8 @@ class DatabaseBackend(BaseTaskBackend):
         hold their JSON form instead, so the row can still be inspected. With
         `decode=False` they are left empty, for a worker that decodes them as it runs.
         `started_at` and `last_attempted_at`, when given, replace the row's: a worker's
-        times for the attempt it starts.
+        times for the attempt it starts. Other `changes` override fields read from the
+        row (by a copy: slower).
         """
         task = self.task_for_row(row, task)
         args, kwargs = self._arguments(row, task) if decode else ([], {})
@@ -186,7 +188,7 @@ class DatabaseBackend(BaseTaskBackend):
             returned = _serialization.loads_result(
                 task.signature, row.return_value, self.serializer
             )
-        return results.new_result(
+        result = results.new_result(
             task,
             str(row.id),
             results.TaskResultStatus(row.status),
@@ -201,6 +203,7 @@ class DatabaseBackend(BaseTaskBackend):
             row.all_worker_ids(),
             returned,
         )
+        return result.evolve(**changes) if changes else result
 
     def _arguments(
         self, row: DBTaskResult, task: Task[Any, Any]

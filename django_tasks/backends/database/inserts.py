@@ -214,7 +214,15 @@ def _shared(
     if isinstance(run_after, timedelta):  # prepare() resolves it; kept for types
         run_after = now + run_after
 
-    adapt_time = field_adapter(fields["ready_at"], connection)  # Django's, for less
+    lean = field_adapter(fields["ready_at"], connection)
+
+    def adapt_time(value: datetime | None) -> Any:
+        # Django's adapter, for less; a naive time (which only a caller of `prepare()`
+        # can pass) goes through the field, which reads it in TIME_ZONE and warns.
+        if value is not None and value.utcoffset() is None:
+            return fields["ready_at"].get_db_prep_save(value, connection)
+        return lean(value)
+
     return (
         READY,
         task.module_path,
