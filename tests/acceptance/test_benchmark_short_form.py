@@ -39,14 +39,15 @@ FIGURES = (
 )
 
 
-def test_queue_benchmark__short_form_measures_every_figure_and_finds_no_problem(tmp_path):
-    out = tmp_path / "bench.json"
+def run_benchmark(arguments: list[str]) -> tuple[str, str]:
+    """Run `python -m tests.benchmarks ARGUMENTS` to its end; return its stdout and stderr.
+
+    In its own session: on a timeout the whole group goes (its workers, its measuring
+    children, its callgrind runs), not only the benchmark's parent process.
+    """
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    command = [sys.executable, "-m", "tests.benchmarks", "queue", "--quick", "--databases"]
-    # Its own session: on a timeout the whole group goes, its workers and measuring child
-    # included, not only the benchmark's parent process.
     bench = subprocess.Popen(
-        [*command, "sqlite", "--json", str(out), "--profile", "5"],
+        [sys.executable, "-m", "tests.benchmarks", *arguments],
         cwd=ROOT,
         env={**env, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -60,8 +61,16 @@ def test_queue_benchmark__short_form_measures_every_figure_and_finds_no_problem(
         os.killpg(bench.pid, signal.SIGKILL)
         stdout, stderr = bench.communicate()
         pytest.fail(f"the short form ran past 600 s:\n{stdout[-3000:]}{stderr[-3000:]}")
-
     assert bench.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return stdout, stderr
+
+
+def test_queue_benchmark__short_form_measures_every_figure_and_finds_no_problem(tmp_path):
+    out = tmp_path / "bench.json"
+    stdout, stderr = run_benchmark(
+        ["queue", "--quick", "--databases", "sqlite", "--json", str(out), "--profile", "5"]
+    )
+
     queue = json.loads(out.read_text(encoding="utf-8"))["queue"]
     # Problems include a task run twice or never, and warnings in a worker's log.
     assert queue["problems"] == []
@@ -85,26 +94,8 @@ def test_queue_benchmark__short_form_measures_every_figure_and_finds_no_problem(
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instructions_benchmark__short_form_counts_a_single_enqueue(tmp_path):
     out = tmp_path / "bench.json"
-    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    command = [sys.executable, "-m", "tests.benchmarks", "instructions", "--quick"]
-    # Its own session, as the queue benchmark's above: on a timeout its callgrind runs go.
-    bench = subprocess.Popen(
-        [*command, "--json", str(out)],
-        cwd=ROOT,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = bench.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        os.killpg(bench.pid, signal.SIGKILL)
-        stdout, stderr = bench.communicate()
-        pytest.fail(f"the short form ran past 600 s:\n{stdout[-3000:]}{stderr[-3000:]}")
+    stdout, _ = run_benchmark(["instructions", "--quick", "--json", str(out)])
 
-    assert bench.returncode == 0, stdout[-3000:] + stderr[-3000:]
     result = json.loads(out.read_text(encoding="utf-8"))["instructions"]
     assert set(result["runs"]) == {"single-3 0", "single-3 50"}
     base, counted = result["runs"]["single-3 0"], result["runs"]["single-3 50"]
