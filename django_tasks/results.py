@@ -147,7 +147,7 @@ class TaskResult(Generic[T]):
         """Return a copy with `changes` applied (as `dataclasses.replace`, for less)."""
         if type(self) is not TaskResult or not changes.keys() <= _FIELD_NAMES:
             return dataclasses.replace(self, **changes)
-        new: _Unfrozen[T] = object.__new__(_Unfrozen)
+        new: Any = object.__new__(_Unfrozen)
         new.task = self.task
         new.id = self.id
         new.status = self.status
@@ -163,8 +163,8 @@ class TaskResult(Generic[T]):
         new._return_value = self._return_value
         for name, value in changes.items():
             setattr(new, name, value)
-        new.__class__ = TaskResult  # type: ignore[assignment]
-        return new  # type: ignore[return-value]
+        new.__class__ = TaskResult
+        return new  # type: ignore[no-any-return]
 
 
 _FIELD_NAMES = frozenset(field.name for field in dataclasses.fields(TaskResult))
@@ -181,20 +181,7 @@ class _Unfrozen(Generic[T]):
     classes of the same layout: the same base (`Generic`) and the same slots.
     """
 
-    __slots__ = TaskResult.__slots__
-    task: Task[Any, T]
-    id: str
-    status: TaskResultStatus
-    enqueued_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    last_attempted_at: datetime | None
-    args: list[Any]
-    kwargs: dict[str, Any]
-    backend: str
-    errors: list[TaskError]
-    worker_ids: list[str]
-    _return_value: T | None
+    __slots__ = TaskResult.__slots__  # its fields, so typed as TaskResult's: see `new_result`
 
 
 def new_result(
@@ -217,7 +204,7 @@ def new_result(
     The same result as the constructor's, for less than half its time (see
     `_Unfrozen`): a bulk enqueue makes one per call, a worker one per task.
     """
-    result: _Unfrozen[T] = object.__new__(_Unfrozen)
+    result: Any = object.__new__(_Unfrozen)  # TaskResult's fields, writable
     result.task = task
     result.id = result_id
     result.status = status
@@ -231,8 +218,8 @@ def new_result(
     result.errors = errors
     result.worker_ids = worker_ids
     result._return_value = return_value
-    result.__class__ = TaskResult  # type: ignore[assignment]
-    return result  # type: ignore[return-value]
+    result.__class__ = TaskResult
+    return result  # type: ignore[no-any-return]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
