@@ -400,6 +400,55 @@ def test_collection_paused__leaves_a_disabled_collector_disabled():
         gc.enable()
 
 
+def _collections_after_a_pause() -> tuple[list[list[int]], list[int]]:
+    """Make objects in a pause, then a few after it; return them and the collections run."""
+    from django_tasks.backends.base import collection_paused
+
+    collections: list[int] = []
+
+    def count_collections(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.collect()
+    gc.callbacks.append(count_collections)
+    try:
+        with collection_paused():
+            made = [[index] for index in range(5_000)]
+        after = [[index] for index in range(100)]  # fewer than a young collection needs
+    finally:
+        gc.callbacks.remove(count_collections)
+    assert len(after) == 100
+    return made, collections
+
+
+@pytest.mark.skipif(
+    gc.get_freeze_count() != 0, reason="this Python keeps objects frozen from start-up"
+)
+def test_collection_paused__moves_what_it_made_to_the_oldest_generation_unscanned():
+    made, collections = _collections_after_a_pause()
+
+    assert collections == []  # no collection scanned the pause's objects on resuming
+    assert gc.get_freeze_count() == 0
+    oldest = {id(item) for item in gc.get_objects(generation=2)}
+    assert all(id(item) in oldest for item in made)
+
+
+def test_collection_paused__leaves_frozen_objects_frozen():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        made, collections = _collections_after_a_pause()
+
+        assert gc.get_freeze_count() == frozen
+        assert collections  # the collector resumed as it was: a young collection ran
+        assert gc.isenabled()
+        oldest = {id(item) for item in gc.get_objects(generation=2)}
+        assert not any(id(item) in oldest for item in made)
+    finally:
+        gc.unfreeze()
+
+
 def test_enqueue_many__resumes_the_collector_when_a_call_is_invalid():
     with pytest.raises(InvalidTaskError):
         tasks.add.enqueue_many([tasks.add.arguments(1, 2), tasks.add.arguments("x", 2)])
