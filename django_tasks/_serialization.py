@@ -137,9 +137,13 @@ def dumps_calls(
             except (TypeError, ValueError):
                 pass
             else:
-                # Non-ASCII text needs `_encode`'s surrogate check: `dumps_call` runs it.
-                usual = isinstance(data, bytes) or data.isascii()
-                if usual and not _has_nul_escape(data):
+                # `_has_nul_escape`, inline: this loop runs once a call. Non-ASCII text
+                # needs `_encode`'s surrogate check: `dumps_call` runs it.
+                if isinstance(data, bytes):
+                    if b"\\u0000" not in data:
+                        encoded.append(data)
+                        continue
+                elif data.isascii() and "\\u0000" not in data:
                     encoded.append(data)
                     continue
         try:
