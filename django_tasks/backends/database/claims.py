@@ -24,6 +24,7 @@ from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from django_tasks import exceptions
+from django_tasks.backends.database import statements
 from django_tasks.backends.database.models import DBTaskResult, fields_by_name
 from django_tasks.results import TaskError, TaskResultStatus
 
@@ -158,7 +159,7 @@ def _instances(
         if found:
             converters.append((index, found, column, isinstance(field, DateTimeField)))
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        statements.execute(cursor, sql, params)
         fetched = cursor.fetchall()
     listened = pre_init.has_listeners(DBTaskResult) or post_init.has_listeners(DBTaskResult)
     build = DBTaskResult.from_db if listened else _from_db
@@ -443,7 +444,7 @@ def finish_many(scope: Scope, worker_id: str, finished: Sequence[Finished]) -> i
     ]
     sql, params = _finish_many_sql(connection, rows, worker_id)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        statements.execute(cursor, sql, params)
         if connection.vendor == "mysql":
             return int(cursor.rowcount)
         # sqlite3 reports no rowcount for a statement that starts with WITH.

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from django_tasks import results
 from django_tasks.backends.base import collection_paused
+from django_tasks.backends.database import statements
 from django_tasks.backends.database.claims import field_adapter
 from django_tasks.backends.database.models import DBTaskResult, fields_by_name
 from django_tasks.tasks import registered_task
@@ -122,7 +123,9 @@ def _insert_one(connection: Any, cursor: Any, shared: Shared, call: tuple[Any, s
             written[index] = "%s"
     result_id, data = call
     params = [result_id, *[time for time in times if time is not None], data]
-    cursor.execute(_one_row_sql(*_table_and_columns(connection), tuple(written)), params)
+    statements.execute(
+        cursor, _one_row_sql(*_table_and_columns(connection), tuple(written)), params
+    )
     return True
 
 
@@ -157,7 +160,8 @@ def _insert_values(connection: Any, cursor: Any, groups: Groups) -> None:
             continue
         for start in range(0, len(calls), chunk):
             some = calls[start : start + chunk]
-            cursor.execute(_sqlite_values_sql(connection, literals, len(some)), _flat(some))
+            sql = _sqlite_values_sql(connection, literals, len(some))
+            statements.execute(cursor, sql, _flat(some))
 
 
 def _insert_rows(connection: Any, cursor: Any, groups: Groups) -> None:
