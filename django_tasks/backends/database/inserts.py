@@ -110,22 +110,20 @@ def _insert_one(connection: Any, cursor: Any, shared: Shared, call: tuple[Any, s
     `using()` whose JSON holds a backslash, say) makes this return False, and the
     caller binds every column.
     """
-    times = [shared[index] for index in _SHARED_TIMES]
-    literals = tuple(
-        None if index in _SHARED_TIMES else value for index, value in enumerate(shared)
+    # Which times are bound (not NULL) takes their place in the key of the statement.
+    key = tuple(
+        value is not None if index in _SHARED_TIMES else value for index, value in enumerate(shared)
     )
-    literal = _sqlite_literal if connection.vendor == "sqlite" else _sql_literal
-    written = _written(literals, null="NULL", text=literal)
-    if written is None:
+    try:
+        sql = _one_row_sql(*_table_and_columns(connection), key, connection.vendor == "sqlite")
+    except TypeError:  # an unhashable shared value (an adapter object) has no literal either
         return False
-    for index in _SHARED_TIMES:
-        if shared[index] is not None:
-            written[index] = "%s"
+    if sql is None:
+        return False
     result_id, data = call
-    params = [result_id, *[time for time in times if time is not None], data]
-    statements.execute(
-        cursor, _one_row_sql(*_table_and_columns(connection), tuple(written)), params
-    )
+    times = [shared[index] for index in _SHARED_TIMES if key[index]]
+    params = [result_id, *times, data]
+    statements.execute(cursor, sql, params)
     return True
 
 
@@ -138,7 +136,19 @@ _SHARED_TIMES = tuple(
 
 
 @functools.lru_cache(maxsize=256)
-def _one_row_sql(table: str, columns: str, written: tuple[str, ...]) -> str:
+def _one_row_sql(table: str, columns: str, key: tuple[Any, ...], sqlite: bool) -> str | None:
+    """Return the INSERT of one row for the shared values in `key`, or None if one has no literal.
+
+    `key` is `Shared` with each time replaced by whether it is bound: the statement is
+    written once per task, queue, priority and policy, not per enqueue.
+    """
+    literals = tuple(None if index in _SHARED_TIMES else value for index, value in enumerate(key))
+    written = _written(literals, null="NULL", text=_sqlite_literal if sqlite else _sql_literal)
+    if written is None:
+        return None
+    for index in _SHARED_TIMES:
+        if key[index]:
+            written[index] = "%s"
     values = ", ".join(["%s", *written[:8], "%s", *written[8:]])
     return f"INSERT INTO {table} ({columns}) VALUES ({values})"
 
@@ -227,6 +237,7 @@ def _shared(
             return fields["ready_at"].get_db_prep_save(value, connection)
         return lean(value)
 
+    enqueued = adapt_time(now)  # and when to run, unless run_after says
     return (
         READY,
         task.module_path,
@@ -234,8 +245,8 @@ def _shared(
         task.queue_name,
         task.priority,
         adapt_time(run_after),
-        adapt_time(run_after or now),
-        adapt_time(now),
+        enqueued if run_after is None else adapt_time(run_after),
+        enqueued,
         _retry(fields, connection, task, as_text=as_text),
         empty_list,
         empty_list,
