@@ -4,8 +4,11 @@ The machines these benchmarks run on are shared, and their speed drifts by a fif
 more from one minute to the next, so a change of a tenth in a rate cannot be told from
 the drift. Callgrind counts the instructions a process executes (in user space: the
 interpreter, the library, pydantic, SQLite; not the kernel's writes and fsyncs): the
-same workload counted twice differed by 0.06-0.2 % (a few million instructions), so a
-per-operation figure holds to about 1 %. Each figure is a workload's count
+same enqueue workload counted twice differed by 0.06-0.2 % (a few million
+instructions), so an enqueue figure holds to about 1 %. The drain's does not: how the
+worker batches its claims and writes depends on time, which valgrind slows fifty-fold,
+and the same code's drain figure spread over 450,000-485,000 in five runs; compare drains
+over several runs each. Each figure is a workload's count
 (`_instructions_workload`, on SQLite) minus that of a run that did everything but the
 counted operations, divided by their number.
 
