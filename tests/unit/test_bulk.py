@@ -19,6 +19,7 @@ from pydantic import Field, PlainValidator
 from django_tasks import InvalidTaskError, TaskResult, TaskResultStatus, _ids, _serialization
 from django_tasks._signatures import TaskSignature
 from django_tasks.results import new_result
+from django_tasks.serializers import OrjsonSerializer
 from tests import tasks
 
 KINDS = tasks.kinds.signature
@@ -281,7 +282,18 @@ def test_dumps_calls__takes_a_bytes_subclass_as_bytes():
     encoded, problems = _serialization.dumps_calls("fixed", bound, BytesSubclassSerializer())
 
     assert problems == []
-    assert [orjson.loads(bytes(data)) for data in encoded] == [bound[0].payload]
+    assert [orjson.loads(data) for data in encoded] == [bound[0].payload]
+    assert [type(data) for data in encoded] == [str]  # decoded, as orjson's bytes are
+
+
+def test_dumps_calls__keeps_orjsons_bytes_as_right_sized_text():
+    calls = [((index, "x", datetime(2026, 1, 1, tzinfo=UTC)), FIXED_KEYWORDS) for index in range(3)]
+    bound = FIXED.bind_calls(calls)
+
+    encoded, problems = _serialization.dumps_calls("fixed", bound, OrjsonSerializer())
+
+    assert problems == []
+    assert encoded == [orjson.dumps(call.payload).decode() for call in bound]
 
 
 def test_bind_calls__tuples_only_for_calls_that_pass_every_parameter():
