@@ -222,7 +222,7 @@ class BaseTaskBackend(metaclass=ABCMeta):
         result, data = self.prepare(task, args, kwargs, enqueued_at=now)
         if on_commit:
             transaction.on_commit(
-                functools.partial(self.enqueue_prepared, result, data),
+                functools.partial(self.enqueue_prepared, result, _serialization.to_keep(data)),
                 using=self.transaction_alias(),
             )
             return result

@@ -535,3 +535,11 @@ def test_bind__maps_a_call_to_parameters_as_python_does(args: list[int], kwargs:
         bound = None
 
     assert bound == expected
+
+
+def test_to_keep__turns_utf8_bytes_into_text_and_leaves_the_rest():
+    text = '{"a":"é"}'
+
+    assert _serialization.to_keep(text.encode()) == text
+    assert _serialization.to_keep(text) is text
+    assert _serialization.to_keep(b"\xff{}") == b"\xff{}"  # not UTF-8: as it was
