@@ -150,7 +150,7 @@ def dumps_calls(
                     encoded.append(data)
                     continue
         try:
-            encoded.append(dumps_call(task_path, bound, serializer, signature))
+            encoded.append(to_keep(dumps_call(task_path, bound, serializer, signature)))
         except exceptions.InvalidTask as error:
             problems.append((index, error))
     return encoded, problems

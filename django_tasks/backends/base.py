@@ -383,16 +383,6 @@ def collection_paused() -> Iterator[None]:
     garbage made meanwhile waits for the pause's end. The switch is process-wide:
     overlapping pauses (other threads) are counted, and collection resumes when the last
     one ends, unless it was already off when the first began.
-
-    When collection resumes, the objects the pause let pile up in the youngest
-    generation are moved to the oldest one without being scanned (`gc.freeze()`, then
-    `gc.unfreeze()`), so the first collection after the pause does not scan them all:
-    for a 10,000-call `enqueue_many` of a 10-argument task, that collection took 6 to 8
-    ms of its 110 (measured). Cyclic garbage made before or in the pause is then freed by
-    the next full collection rather than a young one. This is done only where no
-    object is frozen (`gc.get_freeze_count()` is 0), since `unfreeze()` would thaw
-    objects a project froze on purpose (before forking its workers, say); Python 3.12
-    keeps some of its own frozen from start-up, so there the collector simply resumes.
     """
     global _pauses, _resume_collection
     with _pause_lock:
@@ -406,7 +396,4 @@ def collection_paused() -> Iterator[None]:
         with _pause_lock:
             _pauses -= 1
             if _pauses == 0 and _resume_collection:
-                if gc.get_freeze_count() == 0:
-                    gc.freeze()  # every tracked object, young ones unscanned...
-                    gc.unfreeze()  # ...back, into the oldest generation
                 gc.enable()

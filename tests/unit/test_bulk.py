@@ -8,6 +8,7 @@ import gc
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
@@ -412,55 +413,6 @@ def test_collection_paused__leaves_a_disabled_collector_disabled():
         gc.enable()
 
 
-def _collections_after_a_pause() -> tuple[list[list[int]], list[int]]:
-    """Make objects in a pause, then a few after it; return them and the collections run."""
-    from django_tasks.backends.base import collection_paused
-
-    collections: list[int] = []
-
-    def count_collections(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            collections.append(info["generation"])
-
-    gc.collect()
-    gc.callbacks.append(count_collections)
-    try:
-        with collection_paused():
-            made = [[index] for index in range(5_000)]
-        after = [[index] for index in range(100)]  # fewer than a young collection needs
-    finally:
-        gc.callbacks.remove(count_collections)
-    assert len(after) == 100
-    return made, collections
-
-
-@pytest.mark.skipif(
-    gc.get_freeze_count() != 0, reason="this Python keeps objects frozen from start-up"
-)
-def test_collection_paused__moves_what_it_made_to_the_oldest_generation_unscanned():
-    made, collections = _collections_after_a_pause()
-
-    assert collections == []  # no collection scanned the pause's objects on resuming
-    assert gc.get_freeze_count() == 0
-    oldest = {id(item) for item in gc.get_objects(generation=2)}
-    assert all(id(item) in oldest for item in made)
-
-
-def test_collection_paused__leaves_frozen_objects_frozen():
-    gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        made, collections = _collections_after_a_pause()
-
-        assert gc.get_freeze_count() == frozen
-        assert collections  # the collector resumed as it was: a young collection ran
-        assert gc.isenabled()
-        oldest = {id(item) for item in gc.get_objects(generation=2)}
-        assert not any(id(item) in oldest for item in made)
-    finally:
-        gc.unfreeze()
-
-
 def test_enqueue_many__resumes_the_collector_when_a_call_is_invalid():
     with pytest.raises(InvalidTaskError):
         tasks.add.enqueue_many([tasks.add.arguments(1, 2), tasks.add.arguments("x", 2)])
@@ -543,3 +495,23 @@ def test_to_keep__turns_utf8_bytes_into_text_and_leaves_the_rest():
     assert _serialization.to_keep(text.encode()) == text
     assert _serialization.to_keep(text) is text
     assert _serialization.to_keep(b"\xff{}") == b"\xff{}"  # not UTF-8: as it was
+
+
+def test_dumps_calls__keeps_text_for_calls_that_take_the_checked_path():
+    customer = tasks.Customer(
+        name="Ada",
+        joined=datetime(2026, 1, 1, tzinfo=UTC),
+        address=tasks.Address(street="Main", number=1),
+    )
+    item = tasks.LineItem(sku="A-1", price=Decimal("2.50"))
+    signature = tasks.order_total.signature
+    bound = signature.bind_calls([((), {"items": [item], "customer": customer})] * 2)
+    assert all(call.may_hold_nan for call in bound)  # a model: checked call by call
+
+    encoded, problems = _serialization.dumps_calls(
+        tasks.order_total.module_path, bound, OrjsonSerializer(), signature
+    )
+
+    assert problems == []
+    assert [type(data) for data in encoded] == [str, str]
+    assert [orjson.loads(data) for data in encoded] == [call.payload for call in bound]

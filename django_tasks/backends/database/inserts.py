@@ -115,9 +115,10 @@ def _insert_one(connection: Any, cursor: Any, shared: Shared, call: tuple[Any, s
         value is not None if index in _SHARED_TIMES else value for index, value in enumerate(shared)
     )
     try:
-        sql = _one_row_sql(*_table_and_columns(connection), key, connection.vendor == "sqlite")
+        hash(key)
     except TypeError:  # an unhashable shared value (an adapter object) has no literal either
         return False
+    sql = _one_row_sql(*_table_and_columns(connection), key, connection.vendor == "sqlite")
     if sql is None:
         return False
     result_id, data = call
