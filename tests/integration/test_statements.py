@@ -83,17 +83,19 @@ def test_execute__leaves_statements_an_execute_wrapper_watches_to_django(monkeyp
     assert django_tasks.task_backends["database"].get_result(result.id).return_value == 5
 
 
-def test_execute__leaves_statements_to_a_replaced_cursor_execute(monkeypatch):
+@pytest.mark.parametrize("wrapped", [True, False], ids=["functools.wraps", "plain"])
+def test_execute__leaves_statements_to_a_replaced_cursor_execute(monkeypatch, wrapped):
     from django.db.backends.utils import CursorWrapper
 
     seen: list[str] = []
     execute = CursorWrapper.execute
 
-    @functools.wraps(execute)  # as error trackers do: the name and module stay Django's
     def recording(self: Any, sql: str, params: Any = None) -> Any:
         seen.append(sql.split(None, 1)[0].upper())
         return execute(self, sql, params)
 
+    if wrapped:  # as error trackers do: the name and module stay Django's
+        recording = functools.wraps(execute)(recording)
     monkeypatch.setattr(CursorWrapper, "execute", recording)
 
     on_database(tasks.add).enqueue(2, 3)

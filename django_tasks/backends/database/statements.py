@@ -79,13 +79,15 @@ def execute(cursor: Any, sql: str, params: Sequence[Any]) -> Any:
 def _djangos_own(method: Any) -> bool:
     """Tell whether `method` is the function Django's source defines, not a replacement.
 
-    A tool that replaces a method usually copies the original's name and module onto
-    its own (`functools.wraps`) or hands attribute reads through to it (`wrapt`), so
-    neither tells; the code object's file does, and a wrapper either is not a plain
-    function or leaves `__wrapped__`. A method that fails the test only costs the
+    A replacement is a function of another module, unless it copies the original's name
+    and module onto itself (`functools.wraps`) or hands attribute reads through to it
+    (`wrapt`); then its code object's file tells, or it is not a plain function, or it
+    leaves `__wrapped__`. A method that fails the test only costs the
     statement the faster path.
     """
     if type(method) is not types.FunctionType or hasattr(method, "__wrapped__"):
+        return False
+    if not method.__module__.startswith("django.db.backends."):
         return False
     module = sys.modules.get(method.__module__)
     return module is not None and method.__code__.co_filename == getattr(module, "__file__", None)
