@@ -241,9 +241,11 @@ def test_worker__stops_starting_no_more_threads_than_its_tasks_used(backend, mon
 
     assert [r.refresh().status for r in results] == [TaskResultStatus.SUCCESSFUL] * 3
     # Each thread the pool started closed its connections, and it started few: the tasks
-    # ran on at most 3, and closing may have started one more.
+    # ran on at most 3, and a round of closing jobs (one per thread started) may start as
+    # many again while threads that just finished a task are not idle yet; a second
+    # round, rarer, as many again (see `_close_pool_connections`). Nowhere near 10,000.
     assert set(worker._pool_started) <= set(closed_in)
-    assert 1 <= len(worker._pool_started) <= 4
+    assert 1 <= len(worker._pool_started) <= 12
     assert threading.active_count() <= before  # the pool's threads are gone
 
 
