@@ -140,14 +140,10 @@ def dumps_calls(
             except (TypeError, ValueError):
                 pass
             else:
-                # `_has_nul_escape`, inline: this loop runs once a call. Non-ASCII text
-                # needs `_encode`'s surrogate check: `dumps_call` runs it.
-                if isinstance(data, bytes):
-                    if b"\\u0000" not in data:
-                        encoded.append(to_keep(data))
-                        continue
-                elif data.isascii() and "\\u0000" not in data:
-                    encoded.append(data)
+                # Non-ASCII text needs `_encode`'s surrogate check: `dumps_call` runs it.
+                usual = isinstance(data, bytes) or data.isascii()
+                if usual and not _has_nul_escape(data):
+                    encoded.append(to_keep(data))
                     continue
         try:
             encoded.append(to_keep(dumps_call(task_path, bound, serializer, signature)))
