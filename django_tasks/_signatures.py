@@ -10,11 +10,14 @@ such errors still surface before the first request.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import inspect
 import math
 import operator
 import types
 import typing
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, NamedTuple, NotRequired, Union
 
@@ -122,6 +125,40 @@ def _json_native(annotation: Any) -> bool:
     return False
 
 
+_BUILT_IN_SCALARS = (
+    *_JSON_SCALARS,
+    bytes,
+    datetime.datetime,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    uuid.UUID,
+    decimal.Decimal,
+)
+_BUILT_IN_CONTAINERS = (list, tuple, set, frozenset, dict, Union, types.UnionType)
+
+
+def _built_in(annotation: Any) -> bool:
+    """Tell whether `annotation` is made of Python's own types only, so validating,
+    dumping and encoding its values runs no code of the project.
+
+    So it is for the scalars of `_BUILT_IN_SCALARS`, `Literal`s of text, numbers, booleans
+    and None, and lists, tuples, sets, dicts and unions of those. Not for models (a
+    Django model is fetched from the database; a pydantic model may have validators),
+    dataclasses, enums, `Annotated` (its validators are the project's) or `Any`.
+    """
+    if annotation in _BUILT_IN_SCALARS:
+        return True
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return all(type(arg) in _JSON_SCALARS for arg in args)
+    return (
+        origin in _BUILT_IN_CONTAINERS
+        and bool(args)
+        and all(arg is Ellipsis or _built_in(arg) for arg in args)
+    )
+
+
 def _holds_models(annotation: Any) -> bool:
     """Tell whether `annotation` can hold a pydantic model, whose own config may allow NaN."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -220,6 +257,7 @@ class _Models:
         "all_native",
         "ambiguous",
         "arguments",
+        "built_in",
         "dump_arguments",
         "keys_only",
         "may_hold_nan",
@@ -279,6 +317,9 @@ class _Models:
         (`_json_native`): a bulk enqueue need not dump those."""
         self.all_native = row_types is not None and all(self.native)
         """Whether every parameter's values are their own JSON form (no `*args`, `**kwargs`)."""
+        self.built_in = all(_built_in(declared[parameter.name]) for parameter in parameters)
+        """Whether every parameter is of Python's own types (`_built_in`): binding and
+        encoding a call then run no code of the project, and may run on another thread."""
         self.validate_arguments = adapter.validate_python
         self.dump_arguments = adapter.dump_python
         returns = _instances.replace_models(declared["return"])
@@ -484,6 +525,13 @@ class TaskSignature:
                 task_path=self.task_path,
             )
         return self._models
+
+    @property
+    def built_in_only(self) -> bool:
+        """Whether every parameter is annotated with Python's own types only: binding and
+        encoding a call run no code of the project (no model lookup, no validator of its
+        own), so they may run on a thread other than the caller's."""
+        return (self._models or self.build()).built_in
 
     def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Map a call's arguments to parameter names, as Python would, or raise."""

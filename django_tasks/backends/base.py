@@ -242,11 +242,19 @@ class BaseTaskBackend(metaclass=ABCMeta):
         """
         task = self._resolve(_interop.as_task(task))
         on_commit = self._enqueues_on_commit(task)
+        stored = None
         with collection_paused():
             # The caller's generator runs in the pause too: run outside, its collections
             # promoted the calls read so far towards the oldest generation, and brought on
             # a full collection in most batches (a tenth of a 3-argument enqueue_many).
-            prepared = self._prepare_calls(task, list(calls), None if on_commit else timezone.now())
+            listed = list(calls)
+            now = None if on_commit else timezone.now()
+            if not on_commit:
+                stored = self._store_while_preparing(task, listed, typing.cast(datetime, now))
+            if stored is None:
+                prepared = self._prepare_calls(task, listed, now)
+        if stored is not None:
+            return self._stored_many(stored)
         if not on_commit:
             return self.enqueue_prepared_many(prepared)
         transaction.on_commit(
@@ -254,6 +262,19 @@ class BaseTaskBackend(metaclass=ABCMeta):
             using=self.transaction_alias(),
         )
         return [result for result, _ in prepared]
+
+    def _store_while_preparing(
+        self, task: Task[Any, T], calls: list[_signatures.Call], now: datetime
+    ) -> list[results.TaskResult[T]] | None:
+        """Validate and store calls at once, for backends that overlap the two; else None.
+
+        Runs in `enqueue_many`'s collection pause; what it returns goes to `_stored_many`.
+        """
+        return None
+
+    def _stored_many(self, stored: list[results.TaskResult[T]]) -> list[results.TaskResult[T]]:
+        """Finish an enqueue of the calls `_store_while_preparing` stored (send signals)."""
+        return stored
 
     def _prepare_calls(
         self,
@@ -377,8 +398,9 @@ def collection_paused() -> Iterator[None]:
     process's heap, which for a Django project made them 40% of a 10,000-call
     `enqueue_many`. Reference counting still frees everything as usual. Inside a pause
     run the caller's iterable of calls, validation and the library's own code
-    (serialization, building rows): the library runs no task, signal receiver or
-    statement of its own there. Whatever the caller's iterable runs (a query, even a
+    (serialization, building rows, and on SQLite the INSERTs of a batch stored while it
+    is validated: see `database.overlap`): the library runs no task or signal receiver
+    there. Whatever the caller's iterable runs (a query, even a
     nested enqueue on a backend that runs tasks at once) runs paused too, and cyclic
     garbage made meanwhile waits for the pause's end. The switch is process-wide:
     overlapping pauses (other threads) are counted, and collection resumes when the last

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from django_tasks import _serialization, exceptions, results, signals
 from django_tasks.backends.base import BackendOptions, BaseTaskBackend
-from django_tasks.backends.database import inserts
+from django_tasks.backends.database import inserts, overlap
 from django_tasks.retries import RetryPolicy
 from django_tasks.tasks import Task, find_task
 
@@ -90,6 +90,16 @@ class DatabaseBackend(BaseTaskBackend):
         enqueued = [result for result, _ in prepared]
         signals.send_enqueued_many(type(self), enqueued)
         return enqueued
+
+    def _store_while_preparing(
+        self, task: Task[Any, T], calls: list[Any], now: datetime
+    ) -> list[results.TaskResult[T]] | None:
+        """Store a large bulk enqueue while it is validated, where that helps (see `overlap`)."""
+        return overlap.store(self, task, calls, now)
+
+    def _stored_many(self, stored: list[results.TaskResult[T]]) -> list[results.TaskResult[T]]:
+        signals.send_enqueued_many(type(self), stored)
+        return stored
 
     def requeue(self, row: DBTaskResult) -> DBTaskResult:
         """Insert a new READY row that calls the task of `row` again, and return it.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -88,12 +88,22 @@ def insert_ready(alias: str, backend_name: str, enqueued: Sequence[Prepared]) ->
                     connection, cursor, _group(connection, backend_name, enqueued, as_text=False)
                 )
         return
-    groups = _group(connection, backend_name, enqueued, as_text=False)
+    insert_ready_chunks(alias, backend_name, [enqueued])
+
+
+def insert_ready_chunks(
+    alias: str, backend_name: str, chunks: Iterable[Sequence[Prepared]]
+) -> None:
+    """Insert the calls of each chunk in turn, all in one transaction: SQLite, MySQL, MariaDB.
+
+    `chunks` may prepare each chunk as it is asked for (see `overlap`); if it raises,
+    the transaction rolls back and no call is stored.
+    """
+    connection = connections[alias]
+    insert = _insert_values if connection.vendor == "sqlite" else _insert_rows
     with transaction.atomic(using=alias), connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            _insert_values(connection, cursor, groups)
-        else:
-            _insert_rows(connection, cursor, groups)
+        for enqueued in chunks:
+            insert(connection, cursor, _group(connection, backend_name, enqueued, as_text=False))
 
 
 def _insert_one(connection: Any, cursor: Any, shared: Shared, call: tuple[Any, str]) -> bool:
