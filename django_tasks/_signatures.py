@@ -11,7 +11,6 @@ such errors still surface before the first request.
 from __future__ import annotations
 
 import datetime
-import decimal
 import inspect
 import math
 import operator
@@ -133,19 +132,20 @@ _BUILT_IN_SCALARS = (
     datetime.time,
     datetime.timedelta,
     uuid.UUID,
-    decimal.Decimal,
 )
 _BUILT_IN_CONTAINERS = (list, tuple, set, frozenset, dict, Union, types.UnionType)
 
 
 def _built_in(annotation: Any) -> bool:
     """Tell whether `annotation` is made of Python's own types only, so validating,
-    dumping and encoding its values runs no code of the project.
+    dumping and encoding its values runs no validator, serializer or lookup of the project.
 
     So it is for the scalars of `_BUILT_IN_SCALARS`, `Literal`s of text, numbers, booleans
     and None, and lists, tuples, sets, dicts and unions of those. Not for models (a
     Django model is fetched from the database; a pydantic model may have validators),
-    dataclasses, enums, `Annotated` (its validators are the project's) or `Any`.
+    dataclasses, enums, `Annotated` (its validators are the project's), `Decimal` (its
+    text follows the thread's decimal context) or `Any`. What a value brings along still
+    runs: a `tzinfo`'s `utcoffset`, the methods of a subclass of `str` or `dict`.
     """
     if annotation in _BUILT_IN_SCALARS:
         return True
@@ -319,7 +319,7 @@ class _Models:
         """Whether every parameter's values are their own JSON form (no `*args`, `**kwargs`)."""
         self.built_in = all(_built_in(declared[parameter.name]) for parameter in parameters)
         """Whether every parameter is of Python's own types (`_built_in`): binding and
-        encoding a call then run no code of the project, and may run on another thread."""
+        encoding a call then run no validator, serializer or lookup of the project."""
         self.validate_arguments = adapter.validate_python
         self.dump_arguments = adapter.dump_python
         returns = _instances.replace_models(declared["return"])
@@ -528,9 +528,9 @@ class TaskSignature:
 
     @property
     def built_in_only(self) -> bool:
-        """Whether every parameter is annotated with Python's own types only: binding and
-        encoding a call run no code of the project (no model lookup, no validator of its
-        own), so they may run on a thread other than the caller's."""
+        """Whether every parameter is annotated with Python's own types only (`_built_in`):
+        binding and encoding a call run no validator, serializer or model lookup of the
+        project, so they may run on a thread other than the caller's."""
         return (self._models or self.build()).built_in
 
     def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import json
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import pytest
@@ -15,6 +20,7 @@ from pydantic import AfterValidator
 import django_tasks
 from django_tasks import _signatures
 from django_tasks.backends.database import overlap
+from django_tasks.backends.database.backend import DatabaseBackend
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.serializers import OrjsonSerializer
 from tests import tasks
@@ -36,6 +42,25 @@ def backend():
 
 def many_calls(task: Any, count: int) -> list[Any]:
     return [task.arguments(n, 2 * n) for n in range(count)]
+
+
+def chunked(backend: Any, task: Any, calls: list[Any]) -> bool:
+    """Tell whether `enqueue_many(calls)` takes the chunked path (on SQLite, it must)."""
+    return overlap._applies(backend, backend._resolve(task), calls, backend.db_alias())
+
+
+@pytest.fixture
+def helper_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the name of each helper thread that prepared a chunk."""
+    names: list[str] = []
+    help_ = overlap._Ahead._help
+
+    def recording(self: Any) -> None:
+        names.append(threading.current_thread().name)
+        help_(self)
+
+    monkeypatch.setattr(overlap._Ahead, "_help", recording)
+    return names
 
 
 @CHUNKED
@@ -65,7 +90,9 @@ def test_enqueue_many__of_a_large_batch_sends_one_signal_per_call_and_runs_each(
     backend, signal_log
 ):
     task = tasks.add.using(backend="database")
-    results = task.enqueue_many(many_calls(task, overlap.CHUNK + 1))
+    calls = many_calls(task, overlap.CHUNK + 1)
+    assert chunked(backend, task, calls) is (connection.vendor == "sqlite")
+    results = task.enqueue_many(calls)
 
     assert signal_log.events == [("enqueued", "READY", type(backend))] * (overlap.CHUNK + 1)
     drain(backend, prefetch=500)
@@ -76,6 +103,7 @@ def test_enqueue_many__of_a_large_batch_sends_one_signal_per_call_and_runs_each(
 def test_enqueue_many__a_bad_call_in_a_later_chunk_stores_nothing_and_is_named(backend):
     task = tasks.add.using(backend="database")
     calls = many_calls(task, 3 * overlap.CHUNK)
+    assert chunked(backend, task, calls)
     calls[2345] = task.arguments("two", 1)  # type: ignore[arg-type]
 
     with transaction.atomic():
@@ -104,8 +132,10 @@ def test_enqueue_many__a_database_error_midway_stores_nothing_and_stops_the_help
                 raise DatabaseError("the server went away")
         return execute(sql, params, many, context)
 
+    calls = many_calls(task, 3 * overlap.CHUNK)
+    assert chunked(backend, task, calls)
     with connection.execute_wrapper(second_insert_fails), pytest.raises(DatabaseError):
-        task.enqueue_many(many_calls(task, 3 * overlap.CHUNK))
+        task.enqueue_many(calls)
 
     assert DBTaskResult.objects.count() == 0
     assert not [t for t in threading.enumerate() if t.name == "django_tasks-enqueue_many"]
@@ -124,6 +154,10 @@ def test_store__keeps_to_the_usual_path_where_another_thread_could_run_project_c
     calls = [looked_up.arguments(n) for n in range(overlap.CHUNK + 1)]
     assert overlap.store(backend, looked_up, calls, now) is None
     assert DBTaskResult.objects.count() == 0
+
+
+class Color(enum.Enum):
+    RED = "red"
 
 
 class ProjectSerializer(OrjsonSerializer):
@@ -148,6 +182,12 @@ def test_store__keeps_to_the_usual_path_with_a_projects_serializer():
         (list[dict[str, datetime | None]], True),
         (tuple[int, ...], True),
         (Literal["a", 1], True),
+        (bytes | set[str] | frozenset[int], True),
+        (list, False),
+        (Literal[Color.RED], False),
+        (list[Annotated[int, AfterValidator(abs)]], False),
+        (Decimal, False),
+        (Color, False),
         (Annotated[int, AfterValidator(abs)], False),
         (Any, False),
         (Run, False),
@@ -160,30 +200,54 @@ def test_built_in__only_pythons_own_types(annotation, built_in):
 
 
 class _Chunks:
-    """Prepare chunk `i` as `[i]`, recording the thread that did."""
+    """Prepare chunk `i` as `[i]`, recording the thread that did; fail at `bad`."""
 
-    def __init__(self) -> None:
-        self.threads: dict[int, int] = {}
+    def __init__(self, bad: int | None = None) -> None:
+        self.threads: dict[int, str] = {}
+        self.bad = bad
 
     def __call__(self, index: int) -> list[Any]:
-        self.threads[index] = threading.get_ident()
+        self.threads[index] = threading.current_thread().name
+        if index == self.bad:
+            raise ValueError(f"chunk {index} is bad")
         return [index]
+
+
+def store_each(ahead: overlap._Ahead, got: list[Any]) -> None:
+    """Store each chunk once the helper has taken the next, as a slow INSERT would let it."""
+    for index, prepared in enumerate(ahead):
+        got.extend(prepared)
+        deadline = time.monotonic() + 10
+        while ahead._next < min(index + 2, ahead._count) and time.monotonic() < deadline:
+            time.sleep(0.001)
 
 
 def test_ahead__the_helper_prepares_the_next_chunk_while_one_is_stored():
     chunks = _Chunks()
     ahead = overlap._Ahead(chunks, 5)
     assert ahead.start()
-    got = []
-    for prepared in ahead:
-        got.extend(prepared)
-        time.sleep(0.05)  # "storing": lets the helper run
+    got: list[Any] = []
+    store_each(ahead, got)
     ahead.stop()
 
     assert got == [0, 1, 2, 3, 4]
-    main = threading.get_ident()
-    assert chunks.threads[0] == main
-    assert all(chunks.threads[index] != main for index in range(1, 5))
+    helper = "django_tasks-enqueue_many"
+    assert chunks.threads == {0: "MainThread", 1: helper, 2: helper, 3: helper, 4: helper}
+    assert not ahead._thread.is_alive()
+
+
+def test_ahead__the_helper_never_runs_more_than_one_chunk_ahead():
+    chunks = _Chunks()
+    ahead = overlap._Ahead(chunks, 6)
+    assert ahead.start()
+    taken_ahead = []
+    for index, _ in enumerate(ahead):
+        time.sleep(0.02)  # a slow INSERT: the helper has all the time it wants
+        taken_ahead.append(ahead._next - index - 1)
+    ahead.stop()
+
+    assert max(taken_ahead) <= 1
+    assert sorted(chunks.threads) == list(range(6))
 
 
 def test_ahead__the_caller_prepares_every_chunk_when_the_helper_never_runs():
@@ -191,28 +255,102 @@ def test_ahead__the_caller_prepares_every_chunk_when_the_helper_never_runs():
     ahead = overlap._Ahead(chunks, 4)  # never started
 
     assert [index for prepared in ahead for index in prepared] == [0, 1, 2, 3]
-    assert set(chunks.threads.values()) == {threading.get_ident()}
+    assert set(chunks.threads.values()) == {"MainThread"}
     ahead.stop()
 
 
 def test_ahead__a_chunk_that_fails_on_the_helper_raises_in_the_caller():
-    def prepare(index: int) -> list[Any]:
-        if index == 2:
-            raise ValueError("chunk 2 is bad")
-        return [index]
-
-    ahead = overlap._Ahead(prepare, 4)
+    chunks = _Chunks(bad=2)
+    ahead = overlap._Ahead(chunks, 4)
     assert ahead.start()
     got: list[Any] = []
 
-    def store_each() -> None:
-        for prepared in ahead:
-            got.extend(prepared)
-            time.sleep(0.05)
-
     with pytest.raises(ValueError, match="chunk 2 is bad"):
-        store_each()
+        store_each(ahead, got)
     ahead.stop()
 
+    assert chunks.threads[2] == "django_tasks-enqueue_many"
     assert got == [0, 1]
     assert not ahead._thread.is_alive()
+
+
+@CHUNKED
+def test_enqueue_many__the_helper_validates_chunks_of_a_large_batch(backend, helper_threads):
+    task = tasks.add.using(backend="database")
+    calls = many_calls(task, 3 * overlap.CHUNK)
+
+    results = task.enqueue_many(calls)
+
+    assert helper_threads == ["django_tasks-enqueue_many"]
+    assert DBTaskResult.objects.count() == len(results) == 3000
+
+
+@CHUNKED
+def test_enqueue_many__bad_calls_in_several_chunks_are_each_named(backend):
+    task = tasks.add.using(backend="database")
+    calls = many_calls(task, 3 * overlap.CHUNK)
+    assert chunked(backend, task, calls)
+    for index in (0, 999, 1000, 2999):
+        calls[index] = task.arguments(1.5, 1)  # type: ignore[arg-type]
+
+    with pytest.raises(django_tasks.InvalidTaskError) as caught:
+        task.enqueue_many(calls)
+
+    assert str(caught.value).startswith("4 of the calls to task 'tests.tasks.add' are invalid")
+    assert [error["loc"][1] for error in caught.value.errors] == [0, 999, 1000, 2999]
+    assert caught.value.__context__ is None  # not the chunk's error, with its own indexes
+    assert DBTaskResult.objects.count() == 0
+
+
+@CHUNKED
+def test_enqueue_many__with_no_thread_to_be_had_takes_the_usual_path(backend, monkeypatch):
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    task = tasks.add.using(backend="database")
+    calls = many_calls(task, 2 * overlap.CHUNK)
+    assert chunked(backend, task, calls)
+    monkeypatch.setattr(threading.Thread, "start", refused)
+
+    results = task.enqueue_many(calls)
+
+    assert [r.args for r in results] == [[n, 2 * n] for n in range(2000)]
+    assert DBTaskResult.objects.count() == 2000
+
+
+@CHUNKED
+def test_aenqueue_many__of_a_large_batch_is_stored_chunk_by_chunk(backend, helper_threads):
+    task = tasks.add.using(backend="database")
+
+    results = asyncio.run(task.aenqueue_many(many_calls(task, 2 * overlap.CHUNK)))
+
+    assert helper_threads == ["django_tasks-enqueue_many"]
+    assert DBTaskResult.objects.count() == len(results) == 2000
+
+
+@CHUNKED
+def test_enqueue_many__with_the_standard_librarys_json_is_stored_chunk_by_chunk(helper_threads):
+    setting = tasks_setting(
+        DATABASE, OPTIONS={"SERIALIZER": "django_tasks.serializers.JsonSerializer"}
+    )
+    with override_settings(TASKS=setting):
+        task = tasks.add.using(backend="default")
+        results = task.enqueue_many(many_calls(task, 2 * overlap.CHUNK))
+
+    assert helper_threads == ["django_tasks-enqueue_many"]
+    stored = dict(DBTaskResult.objects.values_list("id", "args_kwargs"))
+    assert json.loads(stored[uuid.UUID(results[1500].id)]) == {"args": [1500, 3000], "kwargs": {}}
+
+
+class _OwnIds(DatabaseBackend):
+    def new_result_id(self) -> str:
+        return str(uuid.uuid4())
+
+
+def test_store__keeps_to_the_usual_path_with_ids_of_a_projects_backend():
+    backend_path = f"{__name__}._OwnIds"
+    with override_settings(TASKS=tasks_setting(backend_path)):
+        backend = django_tasks.task_backends["default"]
+        task = tasks.add.using(backend="default")
+
+        assert overlap.store(backend, task, many_calls(task, 1001), datetime.now(UTC)) is None
