@@ -399,8 +399,9 @@ def collection_paused() -> Iterator[None]:
     `enqueue_many`. Reference counting still frees everything as usual. Inside a pause
     run the caller's iterable of calls, validation and the library's own code
     (serialization, building rows, and on SQLite the INSERTs of a batch stored while it
-    is validated: see `database.overlap`): the library runs no task or signal receiver
-    there. Whatever the caller's iterable runs (a query, even a
+    is validated: see `database.overlap`, whose statements reach the project's
+    `execute_wrapper`s, and `connection_created` receivers if they connect, in the
+    pause). The library runs no task or `task_enqueued` receiver there. Whatever the caller's iterable runs (a query, even a
     nested enqueue on a backend that runs tasks at once) runs paused too, and cyclic
     garbage made meanwhile waits for the pause's end. The switch is process-wide:
     overlapping pauses (other threads) are counted, and collection resumes when the last
