@@ -401,9 +401,10 @@ def collection_paused() -> Iterator[None]:
     (serialization, building rows, and on SQLite the INSERTs of a batch stored while it
     is validated: see `database.overlap`, whose statements reach the project's
     `execute_wrapper`s, and `connection_created` receivers if they connect, in the
-    pause). The library runs no task or `task_enqueued` receiver there. Whatever the caller's iterable runs (a query, even a
-    nested enqueue on a backend that runs tasks at once) runs paused too, and cyclic
-    garbage made meanwhile waits for the pause's end. The switch is process-wide:
+    pause). The library runs no task or `task_enqueued` receiver there. Whatever the
+    caller's iterable runs (a query, even a nested enqueue on a backend that runs tasks
+    at once) runs paused too, and cyclic garbage made meanwhile waits for the pause's
+    end. The switch is process-wide:
     overlapping pauses (other threads) are counted, and collection resumes when the last
     one ends, unless it was already off when the first began.
     """
