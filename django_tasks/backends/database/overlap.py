@@ -5,7 +5,7 @@ which Python's other threads may run (the sqlite3 module lets go of the interpre
 while a statement runs). So on SQLite an `enqueue_many` of more than `CHUNK` calls is
 stored chunk by chunk in one transaction, and while one chunk's INSERT runs, a helper
 thread validates and encodes the next. Measured on these 2-core machines, 10,000 calls
-a batch, each way in its own process: 15 % more calls a second with 3 arguments, 20-35 %
+a batch, each way in its own process: 15 % more calls a second with 3 arguments, 21-36 %
 with 10. MariaDB gained nothing here (its server shares the two cores with the helper),
 and PostgreSQL's `COPY` already formats rows while the server stores the ones before:
 both keep the usual path.
