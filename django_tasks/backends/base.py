@@ -380,20 +380,6 @@ class BaseTaskBackend(metaclass=ABCMeta):
         return []
 
 
-def collect_young_early() -> None:
-    """Run now the young collection that the end of a collection pause would set off.
-
-    For a thread that has nothing else to do while another waits on the database (see
-    `database.overlap`): the objects a bulk enqueue made in the pause are then scanned
-    once, here, and not on the caller's thread after the commit. Nothing is collected
-    where collection stays off after the pause (the project turned it off).
-    """
-    with _pause_lock:
-        resumes = _resume_collection
-    if resumes:
-        gc.collect(0)
-
-
 def _first(problem: _signatures.Problem) -> int:
     return problem[0]
 

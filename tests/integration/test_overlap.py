@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import gc
 import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -358,46 +356,16 @@ def test_store__keeps_to_the_usual_path_with_ids_of_a_projects_backend():
         assert overlap.store(backend, task, many_calls(task, 1001), datetime.now(UTC)) is None
 
 
-@pytest.fixture
-def collections() -> Iterator[list[tuple[int, str]]]:
-    """Record (generation, thread name) of each collection of the cyclic collector."""
-    seen: list[tuple[int, str]] = []
-
-    def record(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            seen.append((info["generation"], threading.current_thread().name))
-
-    gc.callbacks.append(record)
-    yield seen
-    gc.callbacks.remove(record)
-
-
 @CHUNKED
-def test_enqueue_many__the_helper_runs_the_young_collection_while_the_last_chunk_is_stored(
-    backend, collections
-):
+def test_store__when_the_helper_never_runs_the_caller_does_everything(backend, monkeypatch):
+    monkeypatch.setattr(overlap._Ahead, "_help", lambda self: None)  # started, never runs
     task = tasks.add.using(backend="database")
-    calls = many_calls(task, 3 * overlap.CHUNK)
-    assert gc.isenabled()
+    calls = many_calls(task, 2 * overlap.CHUNK + 1)
 
-    task.enqueue_many(calls)
+    stored = overlap.store(backend, backend._resolve(task), calls, datetime.now(UTC))
 
-    assert (0, "django_tasks-enqueue_many") in collections
-    assert gc.isenabled()
-
-
-@CHUNKED
-def test_enqueue_many__collects_nothing_where_the_project_turned_collection_off(
-    backend, collections
-):
-    task = tasks.add.using(backend="database")
-    calls = many_calls(task, 3 * overlap.CHUNK)
-    gc.disable()
-    collections.clear()  # those that building the calls set off
-    try:
-        task.enqueue_many(calls)
-        assert collections == []
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-    assert DBTaskResult.objects.count() == 3000
+    assert stored is not None
+    assert [r.args for r in stored] == [[n, 2 * n] for n in range(2001)]
+    assert {str(pk) for pk in DBTaskResult.objects.values_list("id", flat=True)} == {
+        r.id for r in stored
+    }

@@ -29,14 +29,6 @@ one chunk ahead, so the two threads take turns rather than contend for the inter
 If the helper cannot start, the usual path runs; if it never gets to run, the caller's
 thread validates every chunk itself.
 
-Once every chunk is prepared, the helper also runs the young collection that the end
-of the bulk enqueue's collection pause would set off (`collect_young_early`), while the
-caller's thread waits for SQLite to store the last chunk and commit: the batch's objects
-are scanned there and then, not on the caller's thread after the commit (a further
-5 % more calls a second, 10 arguments). Not where the project turned collection off.
-Like any collection, it may run finalizers of cyclic garbage, on whichever thread
-collects, as Python does.
-
 The price: SQLite's write lock, which the usual path holds only while the rows are
 inserted, is held from the first chunk's INSERT to the commit, while the later chunks
 are validated too: for 10,000 calls, about 45-50 ms instead of 30, measured with 3 and
@@ -61,7 +53,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.db import connections
 
 from django_tasks import exceptions, results, serializers
-from django_tasks.backends.base import BaseTaskBackend, collect_young_early
+from django_tasks.backends.base import BaseTaskBackend
 from django_tasks.backends.database import inserts
 
 if TYPE_CHECKING:
@@ -92,7 +84,7 @@ def store(
         start = starts[index]
         return backend._prepare_calls(task, calls[start : start + CHUNK], now)
 
-    ahead = _Ahead(prepare, len(starts), then=collect_young_early)
+    ahead = _Ahead(prepare, len(starts))
     if not ahead.start():
         return None
     stored: list[results.TaskResult[T]] = []
@@ -163,16 +155,9 @@ class _Ahead:
     comes first.
     """
 
-    def __init__(
-        self,
-        prepare: Callable[[int], Prepared],
-        count: int,
-        then: Callable[[], object] | None = None,
-    ) -> None:
+    def __init__(self, prepare: Callable[[int], Prepared], count: int) -> None:
         self._prepare = prepare
         self._count = count
-        self._then = then
-        """What the helper does once every chunk is prepared, while the last are stored."""
         self._changed = threading.Condition()
         self._next = 0
         """The first chunk not taken yet."""
@@ -229,10 +214,8 @@ class _Ahead:
             with self._changed:
                 while not self._stopped and self._next != self._wanted:
                     self._changed.wait()
-                if self._stopped:
+                if self._stopped or self._next >= self._count:
                     return
-                if self._next >= self._count:
-                    break
                 index = self._next
                 self._next += 1
             try:
@@ -241,5 +224,3 @@ class _Ahead:
                 self._outcomes[index] = (None, error)
             finally:
                 self._done[index].set()
-        if self._then is not None:
-            self._then()
