@@ -369,3 +369,25 @@ def test_store__when_the_helper_never_runs_the_caller_does_everything(backend, m
     assert {str(pk) for pk in DBTaskResult.objects.values_list("id", flat=True)} == {
         r.id for r in stored
     }
+
+
+def test_store__keeps_to_the_usual_path_where_the_backend_turns_the_helper_off():
+    setting = tasks_setting(DATABASE, OPTIONS={"BULK_HELPER_THREAD": False})
+    with override_settings(TASKS=setting):
+        backend = django_tasks.task_backends["default"]
+        task = tasks.add.using(backend="default")
+        calls = many_calls(task, overlap.CHUNK + 1)
+
+        assert overlap.store(backend, task, calls, datetime.now(UTC)) is None
+        assert len(task.enqueue_many(calls)) == DBTaskResult.objects.count() == 1001
+
+
+@pytest.mark.parametrize(("value", "refused"), [(True, False), (False, False), ("sometimes", True)])
+def test_bulk_helper_thread__is_an_option_that_takes_a_boolean(value, refused):
+    from django.core import checks
+
+    setting = tasks_setting(DATABASE, OPTIONS={"BULK_HELPER_THREAD": value})
+    with override_settings(TASKS=setting):
+        errors = [m for m in checks.run_checks() if m.id == "django_tasks.E001"]
+
+    assert [("BULK_HELPER_THREAD" in error.msg) for error in errors] == ([True] if refused else [])

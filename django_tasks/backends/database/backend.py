@@ -39,6 +39,10 @@ class DatabaseOptions(BackendOptions):
       back expired claims.
     - `MAX_LOST_ATTEMPTS`: after this many attempts lost with their worker, the task is
       marked FAILED instead of run again, so a task that kills its worker cannot loop.
+    - `BULK_HELPER_THREAD`: on SQLite, whether a bulk enqueue of more than 1,000 calls
+      is validated on a helper thread while it is stored (see `overlap`): faster, for
+      a longer hold of SQLite's write lock. False keeps every bulk enqueue on the
+      caller's thread, validated whole before any row is written.
     """
 
     database: str | None = Field(default=None, alias="DATABASE")
@@ -46,6 +50,7 @@ class DatabaseOptions(BackendOptions):
         default=60.0, gt=0, le=86_400, allow_inf_nan=False, alias="LEASE_SECONDS"
     )
     max_lost_attempts: int = Field(default=3, ge=1, alias="MAX_LOST_ATTEMPTS")
+    bulk_helper_thread: bool = Field(default=True, alias="BULK_HELPER_THREAD")
 
 
 class DatabaseBackend(BaseTaskBackend):

@@ -20,7 +20,8 @@ the caller's thread-locals, context variables or transaction:
 - the backend's serializer is one of the library's, and the backend keeps the
   library's `_prepare_calls`, result ids and `enqueue_prepared_many` (which such a
   batch does not go through);
-- no pydantic plugin is installed (it would run on every validation).
+- no pydantic plugin is installed (it would run on every validation);
+- the backend's `OPTIONS` do not turn it off (`"BULK_HELPER_THREAD": False`).
 
 Everything else is as in the usual path: every call is validated, and if one is bad,
 `InvalidTask` names each bad call by its index (the whole batch is validated again, once
@@ -119,6 +120,7 @@ def _applies(backend: DatabaseBackend, task: Task[Any, Any], calls: list[Call], 
     )
     return (
         len(calls) > CHUNK
+        and backend.options.bulk_helper_thread
         and connections[alias].vendor in _VENDORS
         and type(backend.serializer) in _SERIALIZERS
         and all(getattr(kind, name) is getattr(base, name) for base, name in own)
