@@ -384,10 +384,10 @@ def test_store__keeps_to_the_usual_path_where_the_backend_turns_the_helper_off()
 
 @pytest.mark.parametrize(("value", "refused"), [(True, False), (False, False), ("sometimes", True)])
 def test_bulk_helper_thread__is_an_option_that_takes_a_boolean(value, refused):
-    from django.core import checks
+    from django_tasks import checks as task_checks
 
     setting = tasks_setting(DATABASE, OPTIONS={"BULK_HELPER_THREAD": value})
     with override_settings(TASKS=setting):
-        errors = [m for m in checks.run_checks() if m.id == "django_tasks.E001"]
+        errors = task_checks.check_backends()
 
     assert [("BULK_HELPER_THREAD" in error.msg) for error in errors] == ([True] if refused else [])
