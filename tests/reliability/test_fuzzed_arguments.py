@@ -406,7 +406,13 @@ def same(actual: Any, expected: Any) -> bool:
     if isinstance(expected, list | tuple):
         return len(actual) == len(expected) and all(map(same, actual, expected))
     if isinstance(expected, set | frozenset):
-        return actual == expected and all(any(same(a, e) for a in actual) for e in expected)
+        # Element by element, both ways: `==` on the sets compares datetimes as Python
+        # does, and an ambiguous time in a zone never equals its instant elsewhere.
+        return (
+            len(actual) == len(expected)
+            and all(any(same(a, e) for a in actual) for e in expected)
+            and all(any(same(a, e) for e in expected) for a in actual)
+        )
     if isinstance(expected, BaseModel):
         return same(dict(actual), dict(expected))
     if dataclasses.is_dataclass(expected):
