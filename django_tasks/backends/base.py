@@ -249,8 +249,8 @@ class BaseTaskBackend(metaclass=ABCMeta):
             # a full collection in most batches (a tenth of a 3-argument enqueue_many).
             listed = list(calls)
             now = None if on_commit else timezone.now()
-            if not on_commit:
-                stored = self._store_while_preparing(task, listed, typing.cast(datetime, now))
+            if now is not None:
+                stored = self._store_while_preparing(task, listed, now)
             if stored is None:
                 prepared = self._prepare_calls(task, listed, now)
         if stored is not None:

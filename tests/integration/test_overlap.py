@@ -164,9 +164,15 @@ class ProjectSerializer(OrjsonSerializer):
     """A project's serializer: its code might read what only the caller's thread has."""
 
 
-def test_store__keeps_to_the_usual_path_with_a_projects_serializer():
-    setting = tasks_setting(DATABASE, OPTIONS={"SERIALIZER": f"{__name__}.ProjectSerializer"})
-    with override_settings(TASKS=setting):
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"SERIALIZER": f"{__name__}.ProjectSerializer"}, id="projects-serializer"),
+        pytest.param({"BULK_HELPER_THREAD": False}, id="turned-off"),
+    ],
+)
+def test_store__keeps_to_the_usual_path_for_these_backend_options(options):
+    with override_settings(TASKS=tasks_setting(DATABASE, OPTIONS=options)):
         backend = django_tasks.task_backends["default"]
         task = tasks.add.using(backend="default")
         calls = many_calls(task, overlap.CHUNK + 1)
@@ -369,17 +375,6 @@ def test_store__when_the_helper_never_runs_the_caller_does_everything(backend, m
     assert {str(pk) for pk in DBTaskResult.objects.values_list("id", flat=True)} == {
         r.id for r in stored
     }
-
-
-def test_store__keeps_to_the_usual_path_where_the_backend_turns_the_helper_off():
-    setting = tasks_setting(DATABASE, OPTIONS={"BULK_HELPER_THREAD": False})
-    with override_settings(TASKS=setting):
-        backend = django_tasks.task_backends["default"]
-        task = tasks.add.using(backend="default")
-        calls = many_calls(task, overlap.CHUNK + 1)
-
-        assert overlap.store(backend, task, calls, datetime.now(UTC)) is None
-        assert len(task.enqueue_many(calls)) == DBTaskResult.objects.count() == 1001
 
 
 @pytest.mark.parametrize(("value", "refused"), [(True, False), (False, False), ("sometimes", True)])

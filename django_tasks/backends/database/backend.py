@@ -92,9 +92,7 @@ class DatabaseBackend(BaseTaskBackend):
             now, stamp = timezone.now(), self.stamp
             prepared = [(stamp(result, now), data) for result, data in prepared]
         inserts.insert_ready(self.db_alias(), self.alias, prepared)
-        enqueued = [result for result, _ in prepared]
-        signals.send_enqueued_many(type(self), enqueued)
-        return enqueued
+        return self._stored_many([result for result, _ in prepared])
 
     def _store_while_preparing(
         self, task: Task[Any, T], calls: list[Any], now: datetime
@@ -103,6 +101,7 @@ class DatabaseBackend(BaseTaskBackend):
         return overlap.store(self, task, calls, now)
 
     def _stored_many(self, stored: list[results.TaskResult[T]]) -> list[results.TaskResult[T]]:
+        """Send `task_enqueued` for each stored call, and return the results."""
         signals.send_enqueued_many(type(self), stored)
         return stored
 

@@ -69,7 +69,8 @@ CHUNK = inserts.CHUNK
 _VENDORS = frozenset({"sqlite"})
 _SERIALIZERS = (serializers.OrjsonSerializer, serializers.JsonSerializer)
 
-Prepared = list[inserts.Prepared]
+Chunk = list[inserts.Prepared]
+"""The validated calls of one chunk, each with its JSON payload."""
 
 
 def store(
@@ -81,7 +82,7 @@ def store(
         return None
     starts = range(0, len(calls), CHUNK)
 
-    def prepare(index: int) -> Prepared:
+    def prepare(index: int) -> Chunk:
         start = starts[index]
         return backend._prepare_calls(task, calls[start : start + CHUNK], now)
 
@@ -138,9 +139,7 @@ def _pydantic_plugins() -> bool:
     return any(True for _ in get_plugins())
 
 
-def _keeping(
-    chunks: Iterator[Prepared], stored: list[results.TaskResult[Any]]
-) -> Iterator[Prepared]:
+def _keeping(chunks: Iterator[Chunk], stored: list[results.TaskResult[Any]]) -> Iterator[Chunk]:
     """Yield each chunk, keeping its results once the one after is asked for (stored)."""
     for prepared in chunks:
         yield prepared
@@ -157,7 +156,7 @@ class _Ahead:
     comes first.
     """
 
-    def __init__(self, prepare: Callable[[int], Prepared], count: int) -> None:
+    def __init__(self, prepare: Callable[[int], Chunk], count: int) -> None:
         self._prepare = prepare
         self._count = count
         self._changed = threading.Condition()
@@ -167,7 +166,7 @@ class _Ahead:
         """The chunk the helper may take: the one after the chunk being stored."""
         self._stopped = False
         self._done = [threading.Event() for _ in range(count)]
-        self._outcomes: list[tuple[Prepared | None, BaseException | None]] = [(None, None)] * count
+        self._outcomes: list[tuple[Chunk | None, BaseException | None]] = [(None, None)] * count
         self._thread = threading.Thread(
             target=self._help, name="django_tasks-enqueue_many", daemon=True
         )
@@ -188,7 +187,7 @@ class _Ahead:
         if self._thread.ident is not None:
             self._thread.join()
 
-    def __iter__(self) -> Iterator[Prepared]:
+    def __iter__(self) -> Iterator[Chunk]:
         for index in range(self._count):
             if self._take(index):
                 prepared = self._prepare(index)
@@ -197,7 +196,7 @@ class _Ahead:
                 done, error = self._outcomes[index]
                 if error is not None:
                     raise error
-                prepared = typing.cast(Prepared, done)
+                prepared = typing.cast(Chunk, done)
             with self._changed:  # the helper prepares the next while this one is stored
                 self._wanted = index + 1
                 self._changed.notify_all()
